@@ -1,0 +1,211 @@
+//! Checkpoints: find a directory (path or HF-cache id), open its weights by name, check them
+//! against a `VarStore` and copy them in (converted to the store's kind and device), and save
+//! a `VarStore` as HF-named safetensors. Mirrors the prefix rules of HF `from_pretrained`
+//! (v4.57.6 `modeling_utils.py`, `base_model_prefix = "convbert"`).
+
+mod pickle;
+mod weights;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use tch::nn::VarStore;
+use tch::{Device, Kind};
+
+use crate::error::{ConvBertError, Result};
+pub use weights::{Weights, WEIGHT_FILES};
+
+/// The prefix of the base model's keys inside head checkpoints.
+pub const BASE_PREFIX: &str = "convbert.";
+
+/// How checkpoint keys map to VarStore names and what may differ.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// True when the store's encoder vars carry [`BASE_PREFIX`] (heads), false for a bare
+    /// `ConvBertModel`. The checkpoint's own form is read from its keys, once.
+    pub model_prefixed: bool,
+    /// Store names (or name prefixes ending in '.') allowed to be absent: they keep their init.
+    pub allow_missing: Vec<String>,
+    /// Checkpoint key suffixes ignored when unexpected (non-persistent buffers of old saves).
+    pub ignore_unexpected: Vec<String>,
+    /// When false, missing and unexpected keys are only reported; mis-shaped keys always fail.
+    pub strict: bool,
+}
+
+impl LoadOptions {
+    /// For a bare `ConvBertModel` store (vars `embeddings.…`, `encoder.…`).
+    pub fn base_model() -> Self {
+        LoadOptions {
+            model_prefixed: false,
+            allow_missing: Vec::new(),
+            ignore_unexpected: vec![
+                "embeddings.position_ids".into(),
+                "embeddings.token_type_ids".into(),
+            ],
+            strict: true,
+        }
+    }
+
+    /// For a head model whose encoder lives under `convbert.`; `allow_missing` names new layers.
+    pub fn head_model(allow_missing: &[&str]) -> Self {
+        LoadOptions {
+            model_prefixed: true,
+            allow_missing: allow_missing.iter().map(|s| s.to_string()).collect(),
+            ..Self::base_model()
+        }
+    }
+
+    fn may_be_missing(&self, name: &str) -> bool {
+        self.allow_missing
+            .iter()
+            .any(|a| name == a || (a.ends_with('.') && name.starts_with(a.as_str())))
+    }
+}
+
+/// What a load found; every list holds store names (mapped from checkpoint keys).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadReport {
+    /// Store vars the checkpoint lacks.
+    pub missing: Vec<String>,
+    /// Checkpoint keys with no store var.
+    pub unexpected: Vec<String>,
+    /// `name: store [..] vs checkpoint [..]`.
+    pub mismatched: Vec<String>,
+    /// Checkpoint keys deliberately skipped (buffers, head weights when loading a base model).
+    pub ignored: Vec<String>,
+    /// Number of vars filled from the checkpoint.
+    pub loaded: usize,
+}
+
+impl fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "missing {:?}; unexpected {:?}; mis-shaped {:?}",
+            self.missing, self.unexpected, self.mismatched
+        )
+    }
+}
+
+/// Maps a checkpoint key to the store's naming, or None when it is deliberately skipped.
+fn map_key(key: &str, ckpt_prefixed: bool, model_prefixed: bool) -> Option<String> {
+    match (ckpt_prefixed, model_prefixed) {
+        (false, true) => Some(format!("{BASE_PREFIX}{key}")),
+        // A head checkpoint loaded into a bare model: its non-encoder keys belong to the head.
+        (true, false) => key.strip_prefix(BASE_PREFIX).map(str::to_string),
+        _ => Some(key.to_string()),
+    }
+}
+
+/// Checks `weights` against every var of `vs`, then copies them in (kind/device of the store).
+/// Errors with [`ConvBertError::Weights`] naming all problems before anything is copied.
+pub fn load_into(vs: &VarStore, weights: &Weights, options: &LoadOptions) -> Result<LoadReport> {
+    let vars = vs.variables();
+    let ckpt_prefixed = weights.names().any(|k| k.starts_with(BASE_PREFIX));
+    let mut report = LoadReport::default();
+    let mut sources: BTreeMap<String, String> = BTreeMap::new();
+    for key in weights.names() {
+        match map_key(key, ckpt_prefixed, options.model_prefixed) {
+            Some(name) if vars.contains_key(&name) => {
+                sources.insert(name, key.to_string());
+            }
+            Some(name)
+                if options
+                    .ignore_unexpected
+                    .iter()
+                    .any(|s| name.ends_with(s.as_str())) =>
+            {
+                report.ignored.push(key.to_string())
+            }
+            Some(name) => report.unexpected.push(name),
+            None => report.ignored.push(key.to_string()),
+        }
+    }
+    let mut names: Vec<&String> = vars.keys().collect();
+    names.sort();
+    for name in names {
+        match sources.get(name) {
+            None => report.missing.push(name.clone()),
+            Some(key) => {
+                let want = vars[name].size();
+                let got = weights.shape(key).unwrap_or_default();
+                if want != got {
+                    report
+                        .mismatched
+                        .push(format!("{name}: model {want:?} vs checkpoint {got:?}"));
+                }
+            }
+        }
+    }
+    let fatal_missing = report.missing.iter().any(|n| !options.may_be_missing(n));
+    if !report.mismatched.is_empty()
+        || (options.strict && (fatal_missing || !report.unexpected.is_empty()))
+    {
+        return Err(ConvBertError::Weights(Box::new(report)));
+    }
+    for (name, key) in &sources {
+        let mut var = vars[name].shallow_clone();
+        weights.copy_into(key, &mut var)?;
+        report.loaded += 1;
+    }
+    Ok(report)
+}
+
+/// Writes every var of `vs` to `path` as safetensors (HF key names, metadata `{"format": "pt"}`).
+pub fn save_safetensors(vs: &VarStore, path: impl AsRef<Path>) -> Result<()> {
+    let path = path.as_ref();
+    let mut tensors: Vec<(String, safetensors::tensor::TensorView<'_>)> = Vec::new();
+    let mut buffers: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut vars: Vec<(String, tch::Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, t) in vars {
+        let t = t.f_to_device(Device::Cpu)?.f_contiguous()?;
+        let dtype = match t.kind() {
+            Kind::Float => safetensors::Dtype::F32,
+            Kind::Half => safetensors::Dtype::F16,
+            Kind::BFloat16 => safetensors::Dtype::BF16,
+            Kind::Double => safetensors::Dtype::F64,
+            Kind::Int64 => safetensors::Dtype::I64,
+            Kind::Int => safetensors::Dtype::I32,
+            k => {
+                return Err(ConvBertError::checkpoint(
+                    path,
+                    format!("{name}: cannot save kind {k:?}"),
+                ))
+            }
+        };
+        let numel = t.numel();
+        let mut bytes = vec![0u8; numel * t.kind().elt_size_in_bytes()];
+        t.f_copy_data_u8(&mut bytes, numel)?;
+        let shape = t.size().iter().map(|&s| s as usize).collect();
+        buffers.push((name, dtype, shape, bytes));
+    }
+    for (name, dtype, shape, bytes) in &buffers {
+        let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
+            .map_err(|e| ConvBertError::checkpoint(path, format!("{name}: {e}")))?;
+        tensors.push((name.clone(), view));
+    }
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    safetensors::serialize_to_file(tensors, Some(metadata), path)
+        .map_err(|e| ConvBertError::checkpoint(path, format!("cannot write: {e}")))
+}
+
+/// A checkpoint directory: `name_or_dir` itself when it is a directory, else an HF model id
+/// (`Org/Name`) resolved in the local HF cache, without network.
+pub fn locate(name_or_dir: &Path) -> Result<PathBuf> {
+    if name_or_dir.is_dir() {
+        return Ok(name_or_dir.to_path_buf());
+    }
+    let id = name_or_dir.to_string_lossy();
+    crate::hub::resolve(&id, None).map_err(|e| match e {
+        ConvBertError::NotFound { what, mut searched } => {
+            searched.insert(0, name_or_dir.to_path_buf());
+            ConvBertError::NotFound {
+                what: format!("{what} (nor a directory {id:?})"),
+                searched,
+            }
+        }
+        other => other,
+    })
+}
