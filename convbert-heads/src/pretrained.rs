@@ -195,7 +195,7 @@ impl<H: HeadModule> HeadCore<H> {
             Value::Array(vec![Value::String(H::CLASS.into())]),
         );
         config.to_file(dir.join("config.json"))?;
-        checkpoint::save_safetensors(&self.vs, &dir.join("model.safetensors"))?;
+        checkpoint::save_safetensors(&self.vs, dir.join("model.safetensors"))?;
         Ok(())
     }
 

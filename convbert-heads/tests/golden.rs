@@ -55,7 +55,7 @@ fn logits_and_losses_match_hf() {
                 };
                 println!("{variant:<42} {run:<14} {name:<14} {diff:>12.3e}");
                 compared += 1;
-                if !(diff <= tol) {
+                if diff.is_nan() || diff > tol {
                     failures.push(format!("{variant}/{run} {name}: max |diff| {diff:.3e} at flat index {at} (tol {tol:.1e})"));
                 }
             }

@@ -98,7 +98,7 @@ fn lm_head_is_the_word_embedding_tensor_and_is_not_saved() {
     );
     assert!(!vars.contains_key("generator_lm_head.weight"));
     // Training updates reach the lm head: write through the embedding variable.
-    tch::no_grad(|| emb.get(0).fill_(0.5));
+    let _ = tch::no_grad(|| emb.get(0).fill_(0.5));
     assert_eq!(model.lm_head_weight().double_value(&[0, 0]), 0.5);
 
     let out = temp_dir("tied");
