@@ -61,20 +61,24 @@ impl HeadLoadReport {
 
 impl fmt::Display for HeadLoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (class, source) = (self.class, self.source.display());
         if self.newly_initialized.is_empty() {
             write!(
                 f,
-                "All weights of {} were initialized from the checkpoint at {}.",
-                self.class,
-                self.source.display()
+                "All weights of {class} were initialized from the checkpoint at {source}."
             )?;
         } else {
+            if self.base_checkpoint {
+                write!(
+                    f,
+                    "The checkpoint at {source} holds an encoder only (no `{BASE_MODEL_PREFIX}.` keys, like the \
+                     public YituTech ConvBERT checkpoints): its head is NOT pretrained. "
+                )?;
+            }
             write!(
                 f,
-                "Some weights of {} were not initialized from the model checkpoint at {} and are newly \
+                "Some weights of {class} were not initialized from the model checkpoint at {source} and are newly \
                  initialized: {:?}. Train this model on a down-stream task before using its predictions.",
-                self.class,
-                self.source.display(),
                 self.newly_initialized
             )?;
         }

@@ -99,6 +99,24 @@ fn base_checkpoint_reports_exactly_hf_missing_keys() {
         assert!(!hf_missing.is_empty());
         assert_eq!(report.newly_initialized, hf_missing, "{variant}");
         assert_eq!(report.unused.len(), hf_unexpected, "{variant}: {report}");
-        assert!(report.to_string().contains("newly initialized"), "{report}");
+        let text = report.to_string();
+        assert!(
+            text.contains("newly initialized") && text.contains("encoder only"),
+            "{text}"
+        );
+        // The encoder really came from the base checkpoint: HF built the task checkpoint on the
+        // same base, so every `convbert.` tensor must be identical.
+        let task = AnyHead::load(&kind, &heads_dir().join(&variant).join("checkpoint"), None)
+            .expect("task");
+        let (ours, theirs) = (head.var_store().variables(), task.var_store().variables());
+        let mut encoder_vars = 0;
+        for (name, t) in ours.iter().filter(|(k, _)| k.starts_with("convbert.")) {
+            assert!(
+                t.equal(&theirs[name]),
+                "{variant}: {name} differs from the base checkpoint"
+            );
+            encoder_vars += 1;
+        }
+        assert!(encoder_vars > 50, "{variant}: {encoder_vars}");
     }
 }

@@ -95,6 +95,16 @@ impl AnyHead {
         }
     }
 
+    pub fn var_store(&self) -> &tch::nn::VarStore {
+        match self {
+            AnyHead::MaskedLm(m) => m.var_store(),
+            AnyHead::SequenceClassification(m) => m.var_store(),
+            AnyHead::MultipleChoice(m) => m.var_store(),
+            AnyHead::TokenClassification(m) => m.var_store(),
+            AnyHead::QuestionAnswering(m) => m.var_store(),
+        }
+    }
+
     pub fn save(&self, dir: &Path) -> convbert_heads::Result<()> {
         match self {
             AnyHead::MaskedLm(m) => m.save_pretrained(dir),
