@@ -104,7 +104,7 @@ impl ConvBertForMultipleChoice {
         options: &ForwardOptions,
         train: bool,
     ) -> Result<MultipleChoiceModelOutput> {
-        let lead = match (inputs.input_ids, inputs.inputs_embeds) {
+        let batched = match (inputs.input_ids, inputs.inputs_embeds) {
             (Some(t), _) if t.dim() == 3 => t,
             (None, Some(t)) if t.dim() == 4 => t,
             (Some(t), _) => {
@@ -128,7 +128,7 @@ impl ConvBertForMultipleChoice {
                 .into())
             }
         };
-        let bc = (lead.size()[0], lead.size()[1]);
+        let bc = (batched.size()[0], batched.size()[1]);
         let input_ids = flatten(inputs.input_ids, "input_ids", bc, 3)?;
         let attention_mask = flatten(inputs.attention_mask, "attention_mask", bc, 3)?;
         let token_type_ids = flatten(inputs.token_type_ids, "token_type_ids", bc, 3)?;
