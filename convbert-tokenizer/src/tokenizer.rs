@@ -1,0 +1,368 @@
+//! `ConvBertTokenizer`: the standalone (slow-reference) tokenizer and its encode / decode API.
+//! Reference: transformers 4.57.6 `ConvBertTokenizer` and `PreTrainedTokenizerBase.prepare_for_model`.
+
+use crate::basic::{Pipeline, State};
+use crate::config::TokenizerConfig;
+use crate::decode::{clean_up_tokenization, tokens_to_string};
+use crate::encoding::{EncodeOptions, Encoding, TruncationStrategy};
+use crate::error::{Result, TokenizerError};
+use crate::options::{resolve, Resolved};
+use crate::padding::pad;
+use crate::post_processor::SpecialIds;
+use crate::pre_tokenizer::AddedTokens;
+use crate::truncation::{truncate_sequences, Seq};
+use crate::vocab::Vocab;
+use crate::wordpiece::WordPiece;
+use rayon::prelude::*;
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+
+/// BERT WordPiece tokenizer matching Python's slow `ConvBertTokenizer` (transformers 4.57.6).
+#[derive(Debug, Clone)]
+pub struct ConvBertTokenizer {
+    vocab: Vocab,
+    config: TokenizerConfig,
+    specials: SpecialIds,
+    added: AddedTokens,
+    pipeline: Pipeline,
+}
+
+thread_local! {
+    static STATE: RefCell<State> = RefCell::new(State::default());
+}
+
+impl ConvBertTokenizer {
+    /// Builds the tokenizer; every special token of `config` must be in `vocab`.
+    pub fn new(vocab: Vocab, config: TokenizerConfig) -> Result<Self> {
+        let specials = SpecialIds::resolve(&vocab, &config)?;
+        let added = AddedTokens::new(
+            config
+                .special_tokens()
+                .iter()
+                .filter_map(|t| vocab.token_to_id(t).map(|id| (t.to_string(), id)))
+                .collect(),
+        );
+        let never_split = config
+            .never_split
+            .iter()
+            .map(|t| (t.clone(), vocab.token_to_id(t)))
+            .collect();
+        let pipeline = Pipeline {
+            wordpiece: WordPiece::new(&vocab, specials.unk, config.max_input_chars_per_word),
+            lower: config.do_lower_case,
+            strip: config.strips_accents(),
+            cjk: config.tokenize_chinese_chars,
+            basic: config.do_basic_tokenize,
+            never_split,
+            unk_id: specials.unk,
+            ascii: Pipeline::ascii_classes(),
+        };
+        Ok(Self {
+            vocab,
+            config,
+            specials,
+            added,
+            pipeline,
+        })
+    }
+
+    /// Loads a `vocab.txt` file.
+    pub fn from_vocab_file(path: impl AsRef<Path>, config: TokenizerConfig) -> Result<Self> {
+        Self::new(Vocab::from_file(path)?, config)
+    }
+
+    /// Loads a BERT `tokenizer.json` (vocabulary and normaliser options).
+    pub fn from_tokenizer_json(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| TokenizerError::io(path, e))?;
+        let (vocab, config) = crate::tokenizer_json::parse(&text)?;
+        Self::new(vocab, config)
+    }
+
+    /// bert-base-uncased with HF defaults, from the vocabulary embedded in the crate.
+    pub fn bert_base_uncased() -> Result<Self> {
+        Self::new(Vocab::bert_base_uncased()?, TokenizerConfig::default())
+    }
+
+    /// The vocabulary.
+    pub fn vocab(&self) -> &Vocab {
+        &self.vocab
+    }
+
+    /// The options.
+    pub fn config(&self) -> &TokenizerConfig {
+        &self.config
+    }
+
+    fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        STATE.with(|s| match s.try_borrow_mut() {
+            Ok(mut st) => f(&mut st),
+            Err(_) => f(&mut State::default()),
+        })
+    }
+
+    fn run(&self, st: &mut State, text: &str, offsets: bool) -> Seq {
+        st.reset(offsets);
+        self.added.tokenize(&self.pipeline, st, text);
+        Seq {
+            ids: st.ids.clone(),
+            offsets: if offsets {
+                st.offsets.clone()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// Token ids of `text` without special tokens (`encode(text, add_special_tokens=False)`).
+    pub fn tokenize_ids(&self, text: &str) -> Vec<u32> {
+        self.with_state(|st| self.run(st, text, false).ids)
+    }
+
+    /// Token ids and character offsets of `text`, without special tokens.
+    pub fn tokenize_with_offsets(&self, text: &str) -> (Vec<u32>, Vec<(usize, usize)>) {
+        self.with_state(|st| {
+            let s = self.run(st, text, true);
+            (s.ids, s.offsets)
+        })
+    }
+
+    /// Tokens of `text` (`tokenize`).
+    pub fn tokenize(&self, text: &str) -> Vec<String> {
+        self.convert_ids_to_tokens(&self.tokenize_ids(text), false)
+    }
+
+    /// Encodes one text (`__call__(text)`).
+    pub fn encode(&self, text: &str, opts: &EncodeOptions) -> Result<Encoding> {
+        let r = resolve(opts, self.config.model_max_length)?;
+        let mut enc = self.with_state(|st| self.prepare(st, text, None, opts, &r))?;
+        if let Some(target) = r.padding {
+            let target = target.unwrap_or(enc.ids.len());
+            pad(
+                &mut enc,
+                target,
+                opts.pad_to_multiple_of,
+                opts.padding_side,
+                self.specials.pad,
+                opts.return_offsets,
+            );
+        }
+        Ok(enc)
+    }
+
+    /// Encodes a pair (`__call__(text, text_pair)`).
+    pub fn encode_pair(&self, text: &str, pair: &str, opts: &EncodeOptions) -> Result<Encoding> {
+        let r = resolve(opts, self.config.model_max_length)?;
+        let mut enc = self.with_state(|st| self.prepare(st, text, Some(pair), opts, &r))?;
+        if let Some(target) = r.padding {
+            let target = target.unwrap_or(enc.ids.len());
+            pad(
+                &mut enc,
+                target,
+                opts.pad_to_multiple_of,
+                opts.padding_side,
+                self.specials.pad,
+                opts.return_offsets,
+            );
+        }
+        Ok(enc)
+    }
+
+    /// Encodes a batch in parallel (rayon; results in input order), then pads over the batch.
+    /// `pairs`, when given, must have the same length as `texts`.
+    pub fn encode_batch(
+        &self,
+        texts: &[&str],
+        pairs: Option<&[&str]>,
+        opts: &EncodeOptions,
+    ) -> Result<Vec<Encoding>> {
+        if pairs.is_some_and(|p| p.len() != texts.len()) {
+            return Err(TokenizerError::Options(
+                "texts and pairs differ in length".into(),
+            ));
+        }
+        let r = resolve(opts, self.config.model_max_length)?;
+        let unit = (texts.len() / (rayon::current_num_threads() * 4)).clamp(1, 1024);
+        let chunks: Vec<Result<Vec<Encoding>>> = texts
+            .par_chunks(unit)
+            .enumerate()
+            .map(|(c, chunk)| {
+                let mut st = State::default();
+                chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| {
+                        self.prepare(&mut st, t, pairs.map(|p| p[c * unit + i]), opts, &r)
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut out = Vec::with_capacity(texts.len());
+        for chunk in chunks {
+            out.extend(chunk?);
+        }
+        if let Some(target) = r.padding {
+            let target = target.unwrap_or_else(|| out.iter().map(Encoding::len).max().unwrap_or(0));
+            for enc in &mut out {
+                pad(
+                    enc,
+                    target,
+                    opts.pad_to_multiple_of,
+                    opts.padding_side,
+                    self.specials.pad,
+                    opts.return_offsets,
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// `prepare_for_model` without padding: truncation, special tokens, masks.
+    fn prepare(
+        &self,
+        st: &mut State,
+        text: &str,
+        pair: Option<&str>,
+        opts: &EncodeOptions,
+        r: &Resolved,
+    ) -> Result<Encoding> {
+        let mut a = self.run(st, text, opts.return_offsets);
+        let mut b = pair.map(|p| self.run(st, p, opts.return_offsets));
+        if opts.return_overflowing_tokens
+            && b.is_some()
+            && matches!(r.truncation, Some((TruncationStrategy::LongestFirst, _)))
+        {
+            return Err(TokenizerError::Options(
+                "Not possible to return overflowing tokens for pair of sequences with the `longest_first`. Please select another truncation strategy than `longest_first`, for instance `only_second` or `only_first`.".into(),
+            ));
+        }
+        let added = if opts.add_special_tokens {
+            2 + usize::from(b.is_some())
+        } else {
+            0
+        };
+        let total = a.ids.len() + b.as_ref().map_or(0, |b| b.ids.len()) + added;
+        let mut overflow = Vec::new();
+        if let Some((strategy, max)) = r.truncation {
+            if max > 0 && total > max {
+                overflow = truncate_sequences(
+                    &mut a,
+                    b.as_mut(),
+                    total - max,
+                    strategy,
+                    opts.stride,
+                    opts.truncation_side,
+                );
+            }
+        }
+        let mut enc = Encoding::default();
+        if opts.return_overflowing_tokens {
+            enc.overflowing_tokens = overflow;
+            enc.num_truncated_tokens = r.truncation.map(|(_, max)| total as i64 - max as i64);
+        }
+        let b_ids = b.as_ref().map(|b| b.ids.as_slice());
+        if opts.add_special_tokens {
+            enc.ids = self.specials.build_inputs(&a.ids, b_ids);
+            enc.type_ids = SpecialIds::type_ids(&a.ids, b_ids);
+            enc.special_tokens_mask = self.specials.special_tokens_mask(&a.ids, b_ids, false)?;
+        } else {
+            enc.ids = a.ids.iter().chain(b_ids.unwrap_or(&[])).copied().collect();
+            enc.type_ids = vec![0; enc.ids.len()];
+            enc.special_tokens_mask = vec![0; enc.ids.len()];
+        }
+        enc.attention_mask = vec![1; enc.ids.len()];
+        if opts.return_offsets {
+            let special = opts.add_special_tokens;
+            let mut offsets = Vec::with_capacity(enc.ids.len());
+            offsets.extend(special.then_some((0, 0)));
+            offsets.extend_from_slice(&a.offsets);
+            offsets.extend(special.then_some((0, 0)));
+            if let Some(b) = &b {
+                offsets.extend_from_slice(&b.offsets);
+                offsets.extend(special.then_some((0, 0)));
+            }
+            enc.offsets = offsets;
+        }
+        Ok(enc)
+    }
+
+    /// Decodes ids (`decode`): joins WordPiece tokens, optionally drops special tokens and applies
+    /// `clean_up_tokenization`.
+    pub fn decode(
+        &self,
+        ids: &[u32],
+        skip_special_tokens: bool,
+        clean_up_tokenization_spaces: bool,
+    ) -> String {
+        let specials = self.config.special_tokens();
+        let tokens: Vec<&str> = ids
+            .iter()
+            .filter(|id| !(skip_special_tokens && self.specials.all().contains(id)))
+            .map(|&id| self.vocab.id_to_token(id).unwrap_or(&self.config.unk_token))
+            .filter(|t| !(skip_special_tokens && specials.contains(t)))
+            .collect();
+        let text = tokens_to_string(&tokens);
+        if clean_up_tokenization_spaces {
+            clean_up_tokenization(&text)
+        } else {
+            text
+        }
+    }
+
+    /// Tokens of `ids`; unknown ids give the `[UNK]` string.
+    pub fn convert_ids_to_tokens(&self, ids: &[u32], skip_special_tokens: bool) -> Vec<String> {
+        ids.iter()
+            .filter(|id| !(skip_special_tokens && self.specials.all().contains(id)))
+            .map(|&id| {
+                self.vocab
+                    .id_to_token(id)
+                    .unwrap_or(&self.config.unk_token)
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// Ids of `tokens`; unknown tokens give the `[UNK]` id.
+    pub fn convert_tokens_to_ids(&self, tokens: &[&str]) -> Vec<u32> {
+        tokens
+            .iter()
+            .map(|t| self.vocab.token_to_id(t).unwrap_or(self.specials.unk))
+            .collect()
+    }
+
+    /// `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`.
+    pub fn build_inputs_with_special_tokens(&self, a: &[u32], b: Option<&[u32]>) -> Vec<u32> {
+        self.specials.build_inputs(a, b)
+    }
+
+    /// 1 at special positions; with `already_has_special_tokens`, 1 for every special id
+    /// (`[UNK]` included) and `b` must be `None`.
+    pub fn get_special_tokens_mask(
+        &self,
+        a: &[u32],
+        b: Option<&[u32]>,
+        already_has_special_tokens: bool,
+    ) -> Result<Vec<u32>> {
+        self.specials
+            .special_tokens_mask(a, b, already_has_special_tokens)
+    }
+
+    /// Zeros for `[CLS] a [SEP]`, ones for `b [SEP]`.
+    pub fn create_token_type_ids_from_sequences(&self, a: &[u32], b: Option<&[u32]>) -> Vec<u32> {
+        SpecialIds::type_ids(a, b)
+    }
+
+    /// Writes `vocab.txt` (see [`Vocab::save`]); returns the path and whether ids had holes.
+    pub fn save_vocabulary(
+        &self,
+        target: impl AsRef<Path>,
+        prefix: Option<&str>,
+    ) -> Result<(PathBuf, bool)> {
+        self.vocab.save(target, prefix)
+    }
+
+    /// Writes the equivalent `tokenizer.json`, loadable by HF `ConvBertTokenizerFast`.
+    pub fn save_tokenizer_json(&self, path: impl AsRef<Path>) -> Result<()> {
+        crate::fast::ConvBertTokenizerFast::new(self.vocab.clone(), self.config.clone())?.save(path)
+    }
+}
