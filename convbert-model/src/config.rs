@@ -272,7 +272,7 @@ impl ConvBertConfig {
                 }
             }
         }
-        if !(self.layer_norm_eps > 0.0) {
+        if self.layer_norm_eps.is_nan() || self.layer_norm_eps <= 0.0 {
             return Err(ConvBertError::config("layer_norm_eps", "must be > 0"));
         }
         Activation::from_name(&self.hidden_act)?;

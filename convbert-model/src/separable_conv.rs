@@ -40,19 +40,20 @@ impl SeparableConv1d {
         })
     }
 
-    /// x (B, L, D), sequence-major (HF transposes to (B, D, L) and back; we avoid both copies)
-    /// -> (B, L, A).
+    /// x (B, L, D) -> (B, L, A).
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let len = x.size()[1];
-        let pad = self.kernel / 2;
-        // Depthwise cross-correlation with zero padding: y[l] = sum_t w[:, t] * x[l + t - pad].
-        let xp = x.f_constant_pad_nd([0, 0, pad, pad])?;
-        let w = self.depthwise.f_squeeze_dim(1)?; // (D, K)
-        let mut y = xp.f_narrow(1, 0, len)?.f_mul(&w.f_select(1, 0)?)?;
-        for t in 1..self.kernel {
-            y = y.f_addcmul_(&xp.f_narrow(1, t, len)?, &w.f_select(1, t)?)?;
-        }
-        // Pointwise 1x1 conv == Linear with the (A, D) weight, then the (A, 1) bias.
+        let channels = self.depthwise.size()[0];
+        // Depthwise cross-correlation over the sequence, zero padding K/2: HF's Conv1d on (B, D, L).
+        let y = x.f_transpose(1, 2)?.f_conv1d(
+            &self.depthwise,
+            None::<&Tensor>,
+            [1],
+            [self.kernel / 2],
+            [1],
+            channels,
+        )?;
+        let y = y.f_transpose(1, 2)?; // (B, L, D)
+                                      // Pointwise 1x1 conv == Linear with the (A, D) weight, then the (A, 1) bias.
         let a = self.pointwise.size()[0];
         Ok(y.f_linear(
             &self.pointwise.f_view([a, -1])?,

@@ -4,7 +4,9 @@
 mod common;
 
 use common::fixtures;
-use convbert_model::{Activation, ConvBertConfig, ConvBertError, ConvBertInputs, ConvBertModel, ForwardOptions};
+use convbert_model::{
+    Activation, ConvBertConfig, ConvBertError, ConvBertInputs, ConvBertModel, ForwardOptions,
+};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
@@ -13,15 +15,35 @@ fn absent_keys_take_hf_defaults() {
     let cfg = ConvBertConfig::from_json_str("{}").unwrap();
     assert_eq!(cfg, ConvBertConfig::default());
     assert_eq!(
-        (cfg.vocab_size, cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.intermediate_size),
+        (
+            cfg.vocab_size,
+            cfg.hidden_size,
+            cfg.num_hidden_layers,
+            cfg.num_attention_heads,
+            cfg.intermediate_size
+        ),
         (30522, 768, 12, 12, 3072)
     );
     assert_eq!(cfg.hidden_act, "gelu");
-    assert_eq!((cfg.hidden_dropout_prob, cfg.attention_probs_dropout_prob), (0.1, 0.1));
+    assert_eq!(
+        (cfg.hidden_dropout_prob, cfg.attention_probs_dropout_prob),
+        (0.1, 0.1)
+    );
     assert_eq!((cfg.max_position_embeddings, cfg.type_vocab_size), (512, 2));
     assert_eq!((cfg.initializer_range, cfg.layer_norm_eps), (0.02, 1e-12));
-    assert_eq!((cfg.pad_token_id, cfg.bos_token_id, cfg.eos_token_id), (Some(1), Some(0), Some(2)));
-    assert_eq!((cfg.embedding_size, cfg.head_ratio, cfg.conv_kernel_size, cfg.num_groups), (768, 2, 9, 1));
+    assert_eq!(
+        (cfg.pad_token_id, cfg.bos_token_id, cfg.eos_token_id),
+        (Some(1), Some(0), Some(2))
+    );
+    assert_eq!(
+        (
+            cfg.embedding_size,
+            cfg.head_ratio,
+            cfg.conv_kernel_size,
+            cfg.num_groups
+        ),
+        (768, 2, 9, 1)
+    );
     assert_eq!(cfg.classifier_dropout, None);
     assert_eq!((cfg.attention_heads(), cfg.attention_head_size()), (6, 64));
 }
@@ -40,7 +62,8 @@ fn unknown_keys_round_trip_and_both_model_type_spellings_load() {
     cfg.to_file(&path).unwrap();
     let back = ConvBertConfig::from_file(&path).unwrap();
     assert_eq!(back, cfg);
-    let raw: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let raw: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert_eq!(raw["problem_type"], "single_label_classification");
     assert_eq!(raw["label2id"]["NEG"], 0);
     assert_eq!(raw["classifier_dropout"], 0.2);
@@ -50,8 +73,10 @@ fn unknown_keys_round_trip_and_both_model_type_spellings_load() {
         let cfg = ConvBertConfig::from_file(&p).unwrap();
         assert_eq!(cfg.model_type, "convbert");
         cfg.to_file(&path).unwrap();
-        let a: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
-        let b: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let a: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        let b: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(a, b, "{case}");
     }
 }
@@ -65,15 +90,24 @@ fn config_error(json: &str) -> String {
 
 #[test]
 fn invalid_configs_name_the_field() {
-    assert!(config_error(r#"{"hidden_size": 30, "num_attention_heads": 8}"#).starts_with("num_attention_heads"));
+    assert!(
+        config_error(r#"{"hidden_size": 30, "num_attention_heads": 8}"#)
+            .starts_with("num_attention_heads")
+    );
     assert!(config_error(r#"{"num_groups": 5}"#).starts_with("num_groups"));
     assert!(config_error(r#"{"conv_kernel_size": 8}"#).starts_with("conv_kernel_size"));
     assert!(config_error(r#"{"hidden_act": "gelu_10"}"#).starts_with("hidden_act"));
     assert!(config_error(r#"{"model_type": "bert"}"#).starts_with("model_type"));
     assert!(config_error(r#"{"head_ratio": 0}"#).starts_with("head_ratio"));
-    assert!(matches!(ConvBertConfig::from_json_str("[1, 2"), Err(ConvBertError::Json { .. })));
+    assert!(matches!(
+        ConvBertConfig::from_json_str("[1, 2"),
+        Err(ConvBertError::Json { .. })
+    ));
     // HF clamps to one self-attention head when num_attention_heads < head_ratio.
-    let cfg = ConvBertConfig::from_json_str(r#"{"hidden_size": 32, "num_attention_heads": 2, "head_ratio": 4}"#).unwrap();
+    let cfg = ConvBertConfig::from_json_str(
+        r#"{"hidden_size": 32, "num_attention_heads": 2, "head_ratio": 4}"#,
+    )
+    .unwrap();
     assert_eq!((cfg.attention_heads(), cfg.attention_head_size()), (1, 16));
 }
 
@@ -81,7 +115,11 @@ fn invalid_configs_name_the_field() {
 fn activations_match_their_hf_formulas() {
     let x = Tensor::linspace(-4.0, 4.0, 101, (Kind::Double, Device::Cpu));
     let erf_gelu = &x * 0.5 * ((&x / 2f64.sqrt()).erf() + 1.0);
-    let tanh_gelu = &x * 0.5 * (((&x + x.pow_tensor_scalar(3.0) * 0.044715) * (2.0 / std::f64::consts::PI).sqrt()).tanh() + 1.0);
+    let tanh_gelu = &x
+        * 0.5
+        * (((&x + x.pow_tensor_scalar(3.0) * 0.044715) * (2.0 / std::f64::consts::PI).sqrt())
+            .tanh()
+            + 1.0);
     let cases = [
         ("gelu", erf_gelu),
         ("gelu_new", tanh_gelu.shallow_clone()),
@@ -112,7 +150,9 @@ fn tiny() -> (ConvBertModel, VarStore) {
 }
 
 fn run(model: &ConvBertModel, inputs: ConvBertInputs) -> Result<Tensor, ConvBertError> {
-    model.forward_t(&inputs, &ForwardOptions::default(), false).map(|o| o.last_hidden_state)
+    model
+        .forward_t(&inputs, &ForwardOptions::default(), false)
+        .map(|o| o.last_hidden_state)
 }
 
 fn ids(v: &[i64], b: i64) -> Tensor {
@@ -123,62 +163,167 @@ fn ids(v: &[i64], b: i64) -> Tensor {
 fn bad_inputs_give_typed_errors() {
     let (m, _vs) = tiny();
     let good = ids(&[1, 2, 3, 4], 2);
-    assert_eq!(run(&m, ConvBertInputs { input_ids: Some(&good), ..Default::default() }).unwrap().size(), [2, 2, 16]);
+    assert_eq!(
+        run(
+            &m,
+            ConvBertInputs {
+                input_ids: Some(&good),
+                ..Default::default()
+            }
+        )
+        .unwrap()
+        .size(),
+        [2, 2, 16]
+    );
 
     let too_big = ids(&[1, 20], 1);
     assert!(matches!(
-        run(&m, ConvBertInputs { input_ids: Some(&too_big), ..Default::default() }),
-        Err(ConvBertError::InputIdOutOfRange { value: 20, limit: 20, .. })
+        run(
+            &m,
+            ConvBertInputs {
+                input_ids: Some(&too_big),
+                ..Default::default()
+            }
+        ),
+        Err(ConvBertError::InputIdOutOfRange {
+            value: 20,
+            limit: 20,
+            ..
+        })
     ));
     let negative = ids(&[-1, 2], 1);
     assert!(matches!(
-        run(&m, ConvBertInputs { input_ids: Some(&negative), ..Default::default() }),
+        run(
+            &m,
+            ConvBertInputs {
+                input_ids: Some(&negative),
+                ..Default::default()
+            }
+        ),
         Err(ConvBertError::InputIdOutOfRange { value: -1, .. })
     ));
     let long = Tensor::ones([1, 11], (Kind::Int64, Device::Cpu));
     assert!(matches!(
-        run(&m, ConvBertInputs { input_ids: Some(&long), ..Default::default() }),
+        run(
+            &m,
+            ConvBertInputs {
+                input_ids: Some(&long),
+                ..Default::default()
+            }
+        ),
         Err(ConvBertError::SequenceTooLong { len: 11, max: 10 })
     ));
     let mask = Tensor::ones([2, 3], (Kind::Int64, Device::Cpu));
     assert!(matches!(
-        run(&m, ConvBertInputs { input_ids: Some(&good), attention_mask: Some(&mask), ..Default::default() }),
+        run(
+            &m,
+            ConvBertInputs {
+                input_ids: Some(&good),
+                attention_mask: Some(&mask),
+                ..Default::default()
+            }
+        ),
         Err(ConvBertError::Shape { .. })
     ));
     let floats = Tensor::ones([2, 2], (Kind::Float, Device::Cpu));
     assert!(matches!(
-        run(&m, ConvBertInputs { input_ids: Some(&floats), ..Default::default() }),
+        run(
+            &m,
+            ConvBertInputs {
+                input_ids: Some(&floats),
+                ..Default::default()
+            }
+        ),
         Err(ConvBertError::Kind { .. })
     ));
     let empty = Tensor::zeros([0, 4], (Kind::Int64, Device::Cpu));
-    assert!(matches!(run(&m, ConvBertInputs { input_ids: Some(&empty), ..Default::default() }), Err(ConvBertError::Input(_))));
+    assert!(matches!(
+        run(
+            &m,
+            ConvBertInputs {
+                input_ids: Some(&empty),
+                ..Default::default()
+            }
+        ),
+        Err(ConvBertError::Input(_))
+    ));
     let flat = Tensor::from_slice(&[1i64, 2]);
-    assert!(matches!(run(&m, ConvBertInputs { input_ids: Some(&flat), ..Default::default() }), Err(ConvBertError::Shape { .. })));
-    assert!(matches!(run(&m, ConvBertInputs::default()), Err(ConvBertError::Input(_))));
+    assert!(matches!(
+        run(
+            &m,
+            ConvBertInputs {
+                input_ids: Some(&flat),
+                ..Default::default()
+            }
+        ),
+        Err(ConvBertError::Shape { .. })
+    ));
+    assert!(matches!(
+        run(&m, ConvBertInputs::default()),
+        Err(ConvBertError::Input(_))
+    ));
     let embeds = Tensor::zeros([2, 2, 8], (Kind::Float, Device::Cpu));
     assert!(matches!(
-        run(&m, ConvBertInputs { input_ids: Some(&good), inputs_embeds: Some(&embeds), ..Default::default() }),
+        run(
+            &m,
+            ConvBertInputs {
+                input_ids: Some(&good),
+                inputs_embeds: Some(&embeds),
+                ..Default::default()
+            }
+        ),
         Err(ConvBertError::Input(_))
     ));
     let wrong_embeds = Tensor::zeros([2, 2, 16], (Kind::Float, Device::Cpu));
     assert!(matches!(
-        run(&m, ConvBertInputs { inputs_embeds: Some(&wrong_embeds), ..Default::default() }),
+        run(
+            &m,
+            ConvBertInputs {
+                inputs_embeds: Some(&wrong_embeds),
+                ..Default::default()
+            }
+        ),
         Err(ConvBertError::Shape { .. })
     ));
     let types = ids(&[0, 2, 1, 0], 2);
     assert!(matches!(
-        run(&m, ConvBertInputs { input_ids: Some(&good), token_type_ids: Some(&types), ..Default::default() }),
-        Err(ConvBertError::InputIdOutOfRange { value: 2, limit: 2, .. })
+        run(
+            &m,
+            ConvBertInputs {
+                input_ids: Some(&good),
+                token_type_ids: Some(&types),
+                ..Default::default()
+            }
+        ),
+        Err(ConvBertError::InputIdOutOfRange {
+            value: 2,
+            limit: 2,
+            ..
+        })
     ));
     let positions = ids(&[0, 10], 1);
     assert!(matches!(
-        run(&m, ConvBertInputs { input_ids: Some(&good), position_ids: Some(&positions), ..Default::default() }),
+        run(
+            &m,
+            ConvBertInputs {
+                input_ids: Some(&good),
+                position_ids: Some(&positions),
+                ..Default::default()
+            }
+        ),
         Err(ConvBertError::InputIdOutOfRange { value: 10, .. })
     ));
     // head_mask of num_attention_heads (2) instead of the real heads (1) fails, as in HF.
     let hm = Tensor::ones([2], (Kind::Float, Device::Cpu));
     assert!(matches!(
-        run(&m, ConvBertInputs { input_ids: Some(&good), head_mask: Some(&hm), ..Default::default() }),
+        run(
+            &m,
+            ConvBertInputs {
+                input_ids: Some(&good),
+                head_mask: Some(&hm),
+                ..Default::default()
+            }
+        ),
         Err(ConvBertError::Shape { .. })
     ));
 }
@@ -188,13 +333,26 @@ fn int32_ids_bool_masks_and_row_positions_are_accepted() {
     let (m, _vs) = tiny();
     let ids64 = ids(&[1, 2, 3, 4, 5, 6], 2);
     let mask = ids(&[1, 1, 0, 1, 1, 1], 2);
-    let base = run(&m, ConvBertInputs { input_ids: Some(&ids64), attention_mask: Some(&mask), ..Default::default() }).unwrap();
+    let base = run(
+        &m,
+        ConvBertInputs {
+            input_ids: Some(&ids64),
+            attention_mask: Some(&mask),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let ids32 = ids64.to_kind(Kind::Int);
     let bool_mask = mask.to_kind(Kind::Bool);
     let pos = Tensor::arange(3, (Kind::Int64, Device::Cpu)).view([1, 3]);
     let other = run(
         &m,
-        ConvBertInputs { input_ids: Some(&ids32), attention_mask: Some(&bool_mask), position_ids: Some(&pos), ..Default::default() },
+        ConvBertInputs {
+            input_ids: Some(&ids32),
+            attention_mask: Some(&bool_mask),
+            position_ids: Some(&pos),
+            ..Default::default()
+        },
     )
     .unwrap();
     assert!(base.equal(&other));

@@ -12,7 +12,8 @@ use tch::{Device, Kind, Tensor};
 #[ignore = "needs the YituTech/conv-bert-base checkpoint (set CONVBERT_BASE_DIR)"]
 fn yitutech_conv_bert_base_matches_hf_integration_numbers() {
     let dir = std::env::var("CONVBERT_BASE_DIR").expect("set CONVBERT_BASE_DIR");
-    let (model, _vs) = ConvBertModel::from_pretrained(&dir, Device::cuda_if_available(), Kind::Float).unwrap();
+    let (model, _vs) =
+        ConvBertModel::from_pretrained(&dir, Device::cuda_if_available(), Kind::Float).unwrap();
     let ids = Tensor::from_slice(&[1i64, 2, 3, 4, 5, 6]).view([1, 6]);
     let out = model.forward_ids(&ids, None).unwrap();
     assert_eq!(out.size(), [1, 6, 768]);

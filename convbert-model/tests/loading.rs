@@ -25,7 +25,8 @@ fn python_keys(case: &str) -> BTreeMap<String, Vec<i64>> {
 }
 
 fn tmp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("convbert-model-test-{}-{name}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("convbert-model-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -37,7 +38,11 @@ fn var_names_and_shapes_equal_python_state_dict() {
         let cfg = ConvBertConfig::from_file(checkpoint_dir(case).join("config.json")).unwrap();
         let vs = VarStore::new(Device::Cpu);
         let _model = ConvBertModel::new(&vs.root(), &cfg).unwrap();
-        let ours: BTreeMap<String, Vec<i64>> = vs.variables().into_iter().map(|(k, v)| (k, v.size())).collect();
+        let ours: BTreeMap<String, Vec<i64>> = vs
+            .variables()
+            .into_iter()
+            .map(|(k, v)| (k, v.size()))
+            .collect();
         assert_eq!(ours, python_keys(case), "{case}");
     }
 }
@@ -46,8 +51,10 @@ fn var_names_and_shapes_equal_python_state_dict() {
 fn every_format_exposes_the_same_tensors_as_python() {
     for case in ["base", "grouped_bin", "sharded", "sharded_bin"] {
         let w = Weights::open_dir(&checkpoint_dir(case)).unwrap();
-        let found: BTreeMap<String, Vec<i64>> =
-            w.names().map(|n| (n.to_string(), w.shape(n).unwrap().to_vec())).collect();
+        let found: BTreeMap<String, Vec<i64>> = w
+            .names()
+            .map(|n| (n.to_string(), w.shape(n).unwrap().to_vec()))
+            .collect();
         assert_eq!(found, python_keys(case), "{case}");
     }
 }
@@ -79,7 +86,9 @@ fn bin_and_safetensors_give_identical_values() {
 #[test]
 fn caller_chooses_dtype_not_the_file() {
     for kind in [Kind::Float, Kind::BFloat16, Kind::Half] {
-        let (_m, vs) = ConvBertModel::from_pretrained(checkpoint_dir("grouped_bin"), Device::Cpu, kind).unwrap();
+        let (_m, vs) =
+            ConvBertModel::from_pretrained(checkpoint_dir("grouped_bin"), Device::Cpu, kind)
+                .unwrap();
         for (name, t) in vs.variables() {
             assert_eq!(t.kind(), kind, "{name}");
             assert!(!t.requires_grad(), "{name} should be frozen");
@@ -97,7 +106,13 @@ fn head_checkpoint_loads_into_base_model_and_base_into_head() {
     let _m = ConvBertModel::new(&vs.root(), &cfg).unwrap();
     let report = checkpoint::load_into(&vs, &w, &LoadOptions::base_model()).unwrap();
     assert!(report.missing.is_empty() && report.unexpected.is_empty());
-    assert_eq!(report.ignored, vec!["classifier.bias".to_string(), "classifier.weight".to_string()]);
+    assert_eq!(
+        report.ignored,
+        vec![
+            "classifier.bias".to_string(),
+            "classifier.weight".to_string()
+        ]
+    );
 
     // Base checkpoint into a store whose encoder lives under `convbert.` (as heads build it).
     let w = Weights::open_dir(&checkpoint_dir("base")).unwrap();
@@ -110,7 +125,8 @@ fn head_checkpoint_loads_into_base_model_and_base_into_head() {
         ConvBertError::Weights(r) => assert_eq!(r.missing, vec!["classifier.weight".to_string()]),
         other => panic!("unexpected error {other}"),
     }
-    let report = checkpoint::load_into(&vs, &w, &LoadOptions::head_model(&["classifier."])).unwrap();
+    let report =
+        checkpoint::load_into(&vs, &w, &LoadOptions::head_model(&["classifier."])).unwrap();
     assert_eq!(report.missing, vec!["classifier.weight".to_string()]);
     assert_eq!(report.loaded, w.len());
 }
@@ -118,31 +134,63 @@ fn head_checkpoint_loads_into_base_model_and_base_into_head() {
 #[test]
 fn every_missing_unexpected_and_misshaped_key_is_named() {
     let src = Weights::open_dir(&checkpoint_dir("base")).unwrap();
-    let mut tensors: Vec<(String, Tensor)> =
-        src.names().map(|n| (n.to_string(), src.tensor(n, Kind::Float, Device::Cpu).unwrap())).collect();
-    tensors.retain(|(n, _)| n != "encoder.layer.1.attention.self.query.bias" && n != "embeddings.LayerNorm.bias");
-    tensors.push(("encoder.layer.7.output.dense.weight".into(), Tensor::zeros([2], (Kind::Float, Device::Cpu))));
-    tensors.push(("embeddings.position_ids".into(), Tensor::arange(64, (Kind::Int64, Device::Cpu)).view([1, 64])));
+    let mut tensors: Vec<(String, Tensor)> = src
+        .names()
+        .map(|n| {
+            (
+                n.to_string(),
+                src.tensor(n, Kind::Float, Device::Cpu).unwrap(),
+            )
+        })
+        .collect();
+    tensors.retain(|(n, _)| {
+        n != "encoder.layer.1.attention.self.query.bias" && n != "embeddings.LayerNorm.bias"
+    });
+    tensors.push((
+        "encoder.layer.7.output.dense.weight".into(),
+        Tensor::zeros([2], (Kind::Float, Device::Cpu)),
+    ));
+    tensors.push((
+        "embeddings.position_ids".into(),
+        Tensor::arange(64, (Kind::Int64, Device::Cpu)).view([1, 64]),
+    ));
     for (n, t) in tensors.iter_mut() {
         if n == "encoder.layer.0.attention.self.key_conv_attn_layer.bias" {
             *t = Tensor::zeros([16], (Kind::Float, Device::Cpu));
         }
     }
     let dir = tmp_dir("broken-keys");
-    std::fs::copy(checkpoint_dir("base").join("config.json"), dir.join("config.json")).unwrap();
+    std::fs::copy(
+        checkpoint_dir("base").join("config.json"),
+        dir.join("config.json"),
+    )
+    .unwrap();
     Tensor::write_safetensors(&tensors, dir.join("model.safetensors")).unwrap();
     let err = ConvBertModel::from_pretrained(&dir, Device::Cpu, Kind::Float).unwrap_err();
-    let ConvBertError::Weights(report) = &err else { panic!("unexpected error {err}") };
+    let ConvBertError::Weights(report) = &err else {
+        panic!("unexpected error {err}")
+    };
     assert_eq!(
         report.missing,
-        vec!["embeddings.LayerNorm.bias".to_string(), "encoder.layer.1.attention.self.query.bias".to_string()]
+        vec![
+            "embeddings.LayerNorm.bias".to_string(),
+            "encoder.layer.1.attention.self.query.bias".to_string()
+        ]
     );
-    assert_eq!(report.unexpected, vec!["encoder.layer.7.output.dense.weight".to_string()]);
+    assert_eq!(
+        report.unexpected,
+        vec!["encoder.layer.7.output.dense.weight".to_string()]
+    );
     assert_eq!(report.mismatched.len(), 1);
-    assert!(report.mismatched[0].contains("key_conv_attn_layer.bias: model [16, 1] vs checkpoint [16]"));
+    assert!(
+        report.mismatched[0].contains("key_conv_attn_layer.bias: model [16, 1] vs checkpoint [16]")
+    );
     assert_eq!(report.ignored, vec!["embeddings.position_ids".to_string()]);
     let msg = err.to_string();
-    assert!(msg.contains("embeddings.LayerNorm.bias") && msg.contains("layer.7"), "{msg}");
+    assert!(
+        msg.contains("embeddings.LayerNorm.bias") && msg.contains("layer.7"),
+        "{msg}"
+    );
 }
 
 fn copy_checkpoint(case: &str, name: &str) -> PathBuf {
@@ -156,9 +204,11 @@ fn copy_checkpoint(case: &str, name: &str) -> PathBuf {
 
 fn expect_checkpoint_error(dir: &Path) -> String {
     match ConvBertModel::from_pretrained(dir, Device::Cpu, Kind::Float) {
-        Err(e @ (ConvBertError::Checkpoint { .. } | ConvBertError::Json { .. } | ConvBertError::NotFound { .. })) => {
-            e.to_string()
-        }
+        Err(
+            e @ (ConvBertError::Checkpoint { .. }
+            | ConvBertError::Json { .. }
+            | ConvBertError::NotFound { .. }),
+        ) => e.to_string(),
         Err(e) => panic!("unexpected error kind: {e:?}"),
         Ok(_) => panic!("broken checkpoint in {} loaded", dir.display()),
     }
@@ -166,7 +216,10 @@ fn expect_checkpoint_error(dir: &Path) -> String {
 
 #[test]
 fn truncated_and_corrupt_files_give_typed_errors() {
-    for (case, file) in [("base", "model.safetensors"), ("grouped_bin", "pytorch_model.bin")] {
+    for (case, file) in [
+        ("base", "model.safetensors"),
+        ("grouped_bin", "pytorch_model.bin"),
+    ] {
         let dir = copy_checkpoint(case, &format!("trunc-{case}"));
         let path = dir.join(file);
         let bytes = std::fs::read(&path).unwrap();
@@ -199,7 +252,11 @@ fn truncated_and_corrupt_files_give_typed_errors() {
     }
     // No weights at all.
     let dir = tmp_dir("no-weights");
-    std::fs::copy(checkpoint_dir("base").join("config.json"), dir.join("config.json")).unwrap();
+    std::fs::copy(
+        checkpoint_dir("base").join("config.json"),
+        dir.join("config.json"),
+    )
+    .unwrap();
     assert!(expect_checkpoint_error(&dir).contains("model.safetensors"));
 }
 
@@ -207,20 +264,36 @@ fn truncated_and_corrupt_files_give_typed_errors() {
 fn model_ids_resolve_from_the_local_hf_cache_only() {
     // One test owns the HF_* variables (tests in this binary run in threads).
     let root = tmp_dir("hf-cache");
-    let snapshot = root.join("models--Org--tiny-convbert").join("snapshots").join("0123abcd");
+    let snapshot = root
+        .join("models--Org--tiny-convbert")
+        .join("snapshots")
+        .join("0123abcd");
     std::fs::create_dir_all(&snapshot).unwrap();
     std::fs::create_dir_all(root.join("models--Org--tiny-convbert").join("refs")).unwrap();
-    std::fs::write(root.join("models--Org--tiny-convbert").join("refs").join("main"), "0123abcd\n").unwrap();
+    std::fs::write(
+        root.join("models--Org--tiny-convbert")
+            .join("refs")
+            .join("main"),
+        "0123abcd\n",
+    )
+    .unwrap();
     for f in ["config.json", "model.safetensors"] {
         std::fs::copy(checkpoint_dir("base").join(f), snapshot.join(f)).unwrap();
     }
     std::env::set_var("HF_HUB_CACHE", &root);
-    assert_eq!(convbert_model::hub::resolve("Org/tiny-convbert", None).unwrap(), snapshot);
-    let (model, _vs) = ConvBertModel::from_pretrained("Org/tiny-convbert", Device::Cpu, Kind::Float).unwrap();
+    assert_eq!(
+        convbert_model::hub::resolve("Org/tiny-convbert", None).unwrap(),
+        snapshot
+    );
+    let (model, _vs) =
+        ConvBertModel::from_pretrained("Org/tiny-convbert", Device::Cpu, Kind::Float).unwrap();
     assert_eq!(model.config().hidden_size, 32);
     match ConvBertModel::from_pretrained("Org/absent-model", Device::Cpu, Kind::Float) {
         Err(ConvBertError::NotFound { searched, .. }) => {
-            assert!(searched.iter().any(|p| p.starts_with(&root)), "{searched:?}")
+            assert!(
+                searched.iter().any(|p| p.starts_with(&root)),
+                "{searched:?}"
+            )
         }
         other => panic!("expected NotFound, got {:?}", other.err()),
     }

@@ -237,7 +237,7 @@ impl Weights {
         let bytes = &self.files[e.file].1[e.start..e.start + e.len];
         let elt = e.kind.elt_size_in_bytes();
         let numel = (e.len / elt) as i64;
-        let storage = if (bytes.as_ptr() as usize) % elt == 0 && numel > 0 {
+        let storage = if bytes.as_ptr().align_offset(elt) == 0 && numel > 0 {
             // SAFETY: `bytes` lies inside a live read-only map owned by `self`; the tensor is only
             // read (copied from) before this function's caller returns.
             unsafe { Tensor::f_from_blob(bytes.as_ptr(), &[numel], &[], e.kind, Device::Cpu)? }
@@ -302,7 +302,7 @@ fn zip_entries(path: &Path, map: &Mmap, file: usize) -> Result<Vec<(String, Entr
             .by_index_raw(i)
             .map_err(|e| bad(format!("corrupt zip member {i}: {e}")))?;
         let (start, len) = (f.data_start() as usize, f.compressed_size() as usize);
-        if start.checked_add(len).map_or(true, |end| end > map.len()) {
+        if !matches!(start.checked_add(len), Some(end) if end <= map.len()) {
             return Err(bad(format!(
                 "zip member {} extends past the end of the file (truncated?)",
                 f.name()
