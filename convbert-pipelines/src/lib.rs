@@ -1,0 +1,43 @@
+//! Task pipelines on ConvBERT with Hugging Face `pipeline(...)` parity (transformers v4.57.6):
+//! [`FillMaskPipeline`], [`TextClassificationPipeline`], [`TokenClassificationPipeline`] (NER,
+//! with aggregation strategies), [`QuestionAnsweringPipeline`] and [`FeatureExtractionPipeline`].
+//!
+//! Every pipeline tokenizes with the checkpoint's tokenizer ([`TextTokenizer`]), sorts inputs by
+//! length into batches of [`PipelineOptions::batch_size`] and returns results in input order. By
+//! default the model runs in `convbert-model`'s padding-invariant mode, so a result never depends
+//! on what else was in its batch (see [`PipelineOptions`]). Inputs that cannot be processed get an
+//! `Err` in their own slot; the others are still computed.
+//!
+//! ```
+//! use convbert_pipelines::{FillMaskPipeline, PipelineOptions};
+//!
+//! let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/pipelines/models/mlm");
+//! let fill = FillMaskPipeline::from_pretrained(dir, PipelineOptions::default())?;
+//! let results = fill.run(&["paris is the [MASK] of france.", "no mask here"], 3)?;
+//! let first = results[0].as_ref().expect("one mask");
+//! assert_eq!(first.len(), 1); // one [MASK]
+//! assert_eq!(first[0].len(), 3); // top 3
+//! assert!(first[0][0].score >= first[0][1].score);
+//! assert!(results[1].is_err()); // no [MASK]: reported, the first input still answered
+//! # Ok::<(), convbert_pipelines::PipelineError>(())
+//! ```
+
+mod batch;
+mod error;
+mod feature_extraction;
+mod fill_mask;
+mod loading;
+mod options;
+mod question_answering;
+mod text_classification;
+mod token_classification;
+mod tokenizer;
+
+pub use error::{PipelineError, Result};
+pub use feature_extraction::{FeatureExtractionPipeline, Pooling};
+pub use fill_mask::{FillMaskCandidate, FillMaskPipeline};
+pub use options::PipelineOptions;
+pub use question_answering::{Answer, QaInput, QaOptions, QuestionAnsweringPipeline};
+pub use text_classification::{LabelScore, ScoreFunction, TextClassificationPipeline, TextInput};
+pub use token_classification::{AggregationStrategy, Entity, TokenClassificationPipeline};
+pub use tokenizer::TextTokenizer;

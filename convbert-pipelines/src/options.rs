@@ -1,0 +1,50 @@
+//! Options shared by every pipeline: device, dtype, batch size and the padding mode.
+
+use tch::{Device, Kind};
+
+use crate::error::{PipelineError, Result};
+
+/// How a pipeline runs its model.
+///
+/// `padding_invariant` (default `true`) runs ConvBERT in `convbert-model`'s padding-invariant mode:
+/// Hugging Face's convolution branch lets padded positions leak into real tokens, so a padded
+/// batch gives slightly different numbers than each input alone. With this mode on, every result
+/// equals the input's unpadded single run, whatever else was in its batch. Set it to `false` for
+/// HF's exact padded behaviour (parity checks against batched HF runs).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PipelineOptions {
+    /// Where the model runs.
+    pub device: Device,
+    /// Weight and compute dtype (`Float`, `Half` or `BFloat16`); results are returned in f32.
+    pub kind: Kind,
+    /// Sequences per forward call; inputs are sorted by length before batching.
+    pub batch_size: usize,
+    /// See the type docs; `true` by default.
+    pub padding_invariant: bool,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        Self {
+            device: Device::Cpu,
+            kind: Kind::Float,
+            batch_size: 8,
+            padding_invariant: true,
+        }
+    }
+}
+
+impl PipelineOptions {
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.batch_size == 0 {
+            return Err(PipelineError::option("batch_size", "must be at least 1"));
+        }
+        if !matches!(self.kind, Kind::Float | Kind::Half | Kind::BFloat16) {
+            return Err(PipelineError::option(
+                "kind",
+                format!("{:?} is not one of f32, f16, bf16", self.kind),
+            ));
+        }
+        Ok(())
+    }
+}

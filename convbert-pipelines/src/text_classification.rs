@@ -1,0 +1,167 @@
+//! Text classification of single texts and text pairs: label scores after softmax (single-label),
+//! sigmoid (multi-label or one label) or nothing (regression), best first, top-k. Mirrors
+//! transformers v4.57.6 `TextClassificationPipeline` called with an explicit `top_k`
+//! (<https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/pipelines/text_classification.py>).
+
+use std::path::Path;
+
+use convbert_heads::{ConvBertForSequenceClassification, ProblemType};
+use serde::{Deserialize, Serialize};
+
+use crate::batch::{run_batched, Granularity, Row};
+use crate::error::{PipelineError, Result};
+use crate::loading::{check_len, head_warnings, locate_with_tokenizer};
+use crate::options::PipelineOptions;
+use crate::tokenizer::TextTokenizer;
+
+/// A text, or a text pair (HF's `{"text": .., "text_pair": ..}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TextInput {
+    /// The (first) text.
+    pub text: String,
+    /// The second text of a pair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_pair: Option<String>,
+}
+
+/// The function turning logits into scores (HF `ClassificationFunction`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScoreFunction {
+    /// Probabilities over the labels.
+    Softmax,
+    /// Independent probability per label.
+    Sigmoid,
+    /// Raw logits.
+    None,
+}
+
+/// One label with its score.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LabelScore {
+    /// `id2label` name of the class.
+    pub label: String,
+    /// Its score.
+    pub score: f64,
+}
+
+/// A sequence-classification model and its tokenizer.
+#[derive(Debug)]
+pub struct TextClassificationPipeline {
+    model: ConvBertForSequenceClassification,
+    tokenizer: TextTokenizer,
+    options: PipelineOptions,
+    warnings: Vec<String>,
+}
+
+impl TextClassificationPipeline {
+    /// Loads a checkpoint directory or a cached HF model id; warns when the head is new.
+    pub fn from_pretrained(source: impl AsRef<Path>, options: PipelineOptions) -> Result<Self> {
+        options.check()?;
+        let (dir, tokenizer) = locate_with_tokenizer(source.as_ref())?;
+        let model =
+            ConvBertForSequenceClassification::from_pretrained(&dir, options.device, options.kind)?;
+        let warnings = head_warnings(model.load_report(), "text classification");
+        Ok(Self {
+            model,
+            tokenizer,
+            options,
+            warnings,
+        })
+    }
+
+    /// Warnings found while loading (a newly initialised head), for the user.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// HF's default: none for regression, sigmoid for multi-label or a single label, else softmax.
+    pub fn default_function(&self) -> ScoreFunction {
+        let labels = self.model.labels();
+        match labels.problem_type {
+            Some(ProblemType::Regression) => ScoreFunction::None,
+            Some(ProblemType::MultiLabelClassification) => ScoreFunction::Sigmoid,
+            _ if labels.num_labels == 1 => ScoreFunction::Sigmoid,
+            _ => ScoreFunction::Softmax,
+        }
+    }
+
+    /// Per input, the labels sorted by score (best first), cut to `top_k` (`None` = all).
+    pub fn run(
+        &self,
+        inputs: &[TextInput],
+        top_k: Option<usize>,
+        function: Option<ScoreFunction>,
+    ) -> Result<Vec<Result<Vec<LabelScore>>>> {
+        let function = function.unwrap_or_else(|| self.default_function());
+        let max = self.model.config().max_position_embeddings;
+        let prepared: Vec<Result<Row>> = inputs
+            .iter()
+            .map(|x| {
+                let row = Row::new(&self.tokenizer.encode(&x.text, x.text_pair.as_deref())?);
+                check_len(row.ids.len(), max).map_err(PipelineError::Input)?;
+                Ok(row)
+            })
+            .collect();
+        let rows: Vec<Row> = prepared
+            .iter()
+            .filter_map(|r| r.as_ref().ok().cloned())
+            .collect();
+        let logits = run_batched(
+            &rows,
+            &self.options,
+            i64::from(self.tokenizer.pad_id()),
+            Granularity::Sequence,
+            |inputs, fo| Ok(vec![self.model.forward_t(inputs, None, fo, false)?.logits]),
+        )?;
+        let mut logits = logits.into_iter();
+        prepared
+            .into_iter()
+            .map(|p| {
+                if let Err(e) = p {
+                    return Ok(Err(e));
+                }
+                let out = logits
+                    .next()
+                    .and_then(|mut v| v.pop())
+                    .ok_or_else(|| PipelineError::Input("the model returned no output".into()))?;
+                let raw = Vec::<f32>::try_from(&out)?;
+                Ok(Ok(self.rank(&raw, top_k, function)))
+            })
+            .collect()
+    }
+
+    fn rank(
+        &self,
+        logits: &[f32],
+        top_k: Option<usize>,
+        function: ScoreFunction,
+    ) -> Vec<LabelScore> {
+        let x: Vec<f64> = logits.iter().map(|&v| f64::from(v)).collect();
+        let scores: Vec<f64> = match function {
+            ScoreFunction::None => x,
+            ScoreFunction::Sigmoid => x.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect(),
+            ScoreFunction::Softmax => {
+                let m = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = x.iter().map(|v| (v - m).exp()).collect();
+                let s: f64 = e.iter().sum();
+                e.iter().map(|v| v / s).collect()
+            }
+        };
+        let names = &self.model.labels().id2label;
+        let mut ranked: Vec<LabelScore> = scores
+            .iter()
+            .enumerate()
+            .map(|(i, &score)| LabelScore {
+                label: names
+                    .get(&(i as i64))
+                    .cloned()
+                    .unwrap_or_else(|| format!("LABEL_{i}")),
+                score,
+            })
+            .collect();
+        // Stable, like Python's sort(reverse=True): equal scores keep label order.
+        ranked.sort_by(|a, b| b.score.total_cmp(&a.score));
+        ranked.truncate(top_k.unwrap_or(ranked.len()));
+        ranked
+    }
+}

@@ -1,0 +1,356 @@
+//! Token classification (NER): a label per token, or entities grouped with the aggregation
+//! strategies none / simple / first / average / max, with character offsets into the input.
+//! Mirrors transformers v4.57.6 `TokenClassificationPipeline` (fast-tokenizer path)
+//! (<https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/pipelines/token_classification.py>).
+
+use std::path::Path;
+
+use convbert_heads::ConvBertForTokenClassification;
+use serde::Serialize;
+
+use crate::batch::{run_batched, Granularity, Row};
+use crate::error::{PipelineError, Result};
+use crate::loading::{check_len, head_warnings, locate_with_tokenizer};
+use crate::options::PipelineOptions;
+use crate::tokenizer::TextTokenizer;
+
+/// How tokens are merged into entities (HF `AggregationStrategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AggregationStrategy {
+    /// One result per token.
+    #[default]
+    None,
+    /// Adjacent tokens with the same entity type merged (B-/I- tags respected).
+    Simple,
+    /// Words take the label of their first token, then merged as `Simple`.
+    First,
+    /// Words take the label of their averaged token scores, then merged.
+    Average,
+    /// Words take the label of their most confident token, then merged.
+    Max,
+}
+
+/// One result: a token (strategy none) or an entity group (other strategies), HF's keys.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Entity {
+    /// A single token with its label.
+    Token {
+        entity: String,
+        score: f64,
+        index: usize,
+        word: String,
+        start: usize,
+        end: usize,
+    },
+    /// Adjacent tokens or words with one entity type (`B-`/`I-` prefix removed).
+    Group {
+        entity_group: String,
+        score: f64,
+        word: String,
+        start: usize,
+        end: usize,
+    },
+}
+
+/// A token before aggregation.
+struct PreEntity {
+    word: String,
+    scores: Vec<f64>,
+    start: usize,
+    end: usize,
+    index: usize,
+    is_subword: bool,
+}
+
+/// A labelled token or word, before grouping.
+struct Labelled {
+    entity: String,
+    score: f64,
+    word: String,
+    start: usize,
+    end: usize,
+}
+
+fn argmax(v: &[f64]) -> usize {
+    // First maximum, like numpy.
+    (0..v.len()).fold(0, |best, i| if v[i] > v[best] { i } else { best })
+}
+
+fn softmax(logits: &[f32]) -> Vec<f64> {
+    let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f64> = logits.iter().map(|&v| f64::from(v - m).exp()).collect();
+    let s: f64 = e.iter().sum();
+    e.iter().map(|v| v / s).collect()
+}
+
+/// HF `get_tag`: ("B" | "I", type).
+fn tag(label: &str) -> (&str, &str) {
+    match label.split_at_checked(2) {
+        Some(("B-", t)) => ("B", t),
+        Some(("I-", t)) => ("I", t),
+        _ => ("I", label),
+    }
+}
+
+/// A token-classification model and its tokenizer.
+#[derive(Debug)]
+pub struct TokenClassificationPipeline {
+    model: ConvBertForTokenClassification,
+    tokenizer: TextTokenizer,
+    options: PipelineOptions,
+    warnings: Vec<String>,
+}
+
+impl TokenClassificationPipeline {
+    /// Loads a checkpoint directory or a cached HF model id; warns when the head is new.
+    pub fn from_pretrained(source: impl AsRef<Path>, options: PipelineOptions) -> Result<Self> {
+        options.check()?;
+        let (dir, tokenizer) = locate_with_tokenizer(source.as_ref())?;
+        let model =
+            ConvBertForTokenClassification::from_pretrained(&dir, options.device, options.kind)?;
+        let warnings = head_warnings(model.load_report(), "token classification");
+        Ok(Self {
+            model,
+            tokenizer,
+            options,
+            warnings,
+        })
+    }
+
+    /// Warnings found while loading (a newly initialised head), for the user.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Per text, its entities in text order; labels in `ignore_labels` (HF default `["O"]`) are
+    /// dropped.
+    pub fn run(
+        &self,
+        texts: &[&str],
+        strategy: AggregationStrategy,
+        ignore_labels: &[&str],
+    ) -> Result<Vec<Result<Vec<Entity>>>> {
+        let max = self.model.config().max_position_embeddings;
+        let prepared: Vec<Result<tokenizers::Encoding>> = texts
+            .iter()
+            .map(|t| {
+                let enc = self.tokenizer.encode(t, None)?;
+                check_len(enc.len(), max).map_err(PipelineError::Input)?;
+                Ok(enc)
+            })
+            .collect();
+        let rows: Vec<Row> = prepared
+            .iter()
+            .filter_map(|r| r.as_ref().ok().map(Row::new))
+            .collect();
+        let logits = run_batched(
+            &rows,
+            &self.options,
+            i64::from(self.tokenizer.pad_id()),
+            Granularity::Token,
+            |inputs, fo| Ok(vec![self.model.forward_t(inputs, None, fo, false)?.logits]),
+        )?;
+        let mut logits = logits.into_iter();
+        prepared
+            .into_iter()
+            .zip(texts)
+            .map(|(p, text)| {
+                let enc = match p {
+                    Ok(enc) => enc,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let out = logits
+                    .next()
+                    .and_then(|mut v| v.pop())
+                    .ok_or_else(|| PipelineError::Input("the model returned no output".into()))?;
+                let width = out.size().last().copied().unwrap_or(1).max(1) as usize;
+                let flat = Vec::<f32>::try_from(&out.f_flatten(0, -1)?)?;
+                let scores: Vec<Vec<f64>> = flat.chunks(width).map(softmax).collect();
+                let pre = self.gather(text, &enc, scores);
+                let entities = self.aggregate(pre, strategy)?;
+                Ok(Ok(entities
+                    .into_iter()
+                    .filter(|e| {
+                        let label = match e {
+                            Entity::Token { entity, .. } => entity,
+                            Entity::Group { entity_group, .. } => entity_group,
+                        };
+                        !ignore_labels.contains(&label.as_str())
+                    })
+                    .collect()))
+            })
+            .collect()
+    }
+
+    /// HF `gather_pre_entities`: non-special tokens with their text span and subword flag.
+    fn gather(
+        &self,
+        text: &str,
+        enc: &tokenizers::Encoding,
+        scores: Vec<Vec<f64>>,
+    ) -> Vec<PreEntity> {
+        let chars: Vec<char> = text.chars().collect();
+        let prefixed = self.tokenizer.has_subword_prefix();
+        let unk = self.tokenizer.unk_id();
+        let special = enc.get_special_tokens_mask();
+        scores
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| special.get(*i) == Some(&0))
+            .map(|(i, scores)| {
+                let id = enc.get_ids()[i];
+                let (start, end) = enc.get_offsets()[i];
+                let word_ref: String = chars[start.min(chars.len())..end.min(chars.len())]
+                    .iter()
+                    .collect();
+                let mut word = self.tokenizer.id_to_token(id);
+                let mut is_subword = if prefixed {
+                    word.chars().count() != word_ref.chars().count()
+                } else {
+                    start > 0 && !chars[start - 1..=start.min(chars.len() - 1)].contains(&' ')
+                };
+                if Some(id) == unk {
+                    word = word_ref;
+                    is_subword = false;
+                }
+                PreEntity {
+                    word,
+                    scores,
+                    start,
+                    end,
+                    index: i,
+                    is_subword,
+                }
+            })
+            .collect()
+    }
+
+    fn label(&self, i: usize) -> String {
+        self.model
+            .labels()
+            .id2label
+            .get(&(i as i64))
+            .cloned()
+            .unwrap_or_else(|| format!("LABEL_{i}"))
+    }
+
+    fn aggregate(&self, pre: Vec<PreEntity>, strategy: AggregationStrategy) -> Result<Vec<Entity>> {
+        let labelled: Vec<Labelled> = match strategy {
+            AggregationStrategy::None => {
+                return Ok(pre
+                    .into_iter()
+                    .map(|p| {
+                        let k = argmax(&p.scores);
+                        Entity::Token {
+                            entity: self.label(k),
+                            score: p.scores[k],
+                            index: p.index,
+                            word: p.word,
+                            start: p.start,
+                            end: p.end,
+                        }
+                    })
+                    .collect())
+            }
+            AggregationStrategy::Simple => pre
+                .into_iter()
+                .map(|p| {
+                    let k = argmax(&p.scores);
+                    Labelled {
+                        entity: self.label(k),
+                        score: p.scores[k],
+                        word: p.word,
+                        start: p.start,
+                        end: p.end,
+                    }
+                })
+                .collect(),
+            _ => {
+                let mut words: Vec<Vec<PreEntity>> = Vec::new();
+                for p in pre {
+                    match words.last_mut() {
+                        Some(group) if p.is_subword => group.push(p),
+                        _ => words.push(vec![p]),
+                    }
+                }
+                words
+                    .iter()
+                    .map(|w| self.aggregate_word(w, strategy))
+                    .collect::<Result<_>>()?
+            }
+        };
+        self.group(labelled)
+    }
+
+    /// HF `aggregate_word`: one label for the tokens of a word.
+    fn aggregate_word(
+        &self,
+        tokens: &[PreEntity],
+        strategy: AggregationStrategy,
+    ) -> Result<Labelled> {
+        let words: Vec<String> = tokens.iter().map(|t| t.word.clone()).collect();
+        let scores: Vec<f64> = match strategy {
+            AggregationStrategy::Max => {
+                let best = tokens.iter().fold(&tokens[0], |best, t| {
+                    let m =
+                        |x: &PreEntity| x.scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    if m(t) > m(best) {
+                        t
+                    } else {
+                        best
+                    }
+                });
+                best.scores.clone()
+            }
+            AggregationStrategy::Average => {
+                let n = tokens.len() as f64;
+                (0..tokens[0].scores.len())
+                    .map(|k| tokens.iter().map(|t| t.scores[k]).sum::<f64>() / n)
+                    .collect()
+            }
+            _ => tokens[0].scores.clone(),
+        };
+        let k = argmax(&scores);
+        Ok(Labelled {
+            entity: self.label(k),
+            score: scores[k],
+            word: self.tokenizer.tokens_to_string(&words)?,
+            start: tokens[0].start,
+            end: tokens[tokens.len() - 1].end,
+        })
+    }
+
+    /// HF `group_entities`: adjacent items of one type merged unless a `B-` starts a new one.
+    fn group(&self, items: Vec<Labelled>) -> Result<Vec<Entity>> {
+        let mut groups: Vec<Vec<Labelled>> = Vec::new();
+        for item in items {
+            let joins = groups.last().and_then(|g| g.last()).is_some_and(|last| {
+                let (bi, t) = tag(&item.entity);
+                let (_, last_t) = tag(&last.entity);
+                t == last_t && bi != "B"
+            });
+            match groups.last_mut() {
+                Some(g) if joins => g.push(item),
+                _ => groups.push(vec![item]),
+            }
+        }
+        groups
+            .into_iter()
+            .map(|g| {
+                let words: Vec<String> = g.iter().map(|e| e.word.clone()).collect();
+                let entity = &g[0].entity;
+                Ok(Entity::Group {
+                    entity_group: entity
+                        .split_once('-')
+                        .map_or(entity.as_str(), |(_, t)| t)
+                        .to_string(),
+                    score: g.iter().map(|e| e.score).sum::<f64>() / g.len() as f64,
+                    word: self.tokenizer.tokens_to_string(&words)?,
+                    start: g[0].start,
+                    end: g[g.len() - 1].end,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,255 @@
+//! Every pipeline against Hugging Face `pipeline(...)` outputs on the tiny fixture checkpoints
+//! (fixtures/gen_pipelines.py): HF ran each input alone; we run them batched and sorted by length
+//! in the default padding-invariant mode. Scores within 1e-4; labels, spans, offsets, tokens and
+//! texts exactly.
+
+use std::path::PathBuf;
+
+use convbert_pipelines::{
+    AggregationStrategy, FeatureExtractionPipeline, FillMaskPipeline, PipelineOptions, Pooling,
+    QaInput, QaOptions, QuestionAnsweringPipeline, ScoreFunction, TextClassificationPipeline,
+    TextInput, TokenClassificationPipeline,
+};
+use serde_json::Value;
+
+const SCORE_TOL: f64 = 1e-4;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/pipelines")
+}
+
+fn golden(name: &str) -> (PathBuf, Vec<Value>) {
+    let text = std::fs::read_to_string(fixtures().join(name)).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let model = fixtures().join(v["model"].as_str().unwrap());
+    (model, v["cases"].as_array().unwrap().clone())
+}
+
+fn options() -> PipelineOptions {
+    PipelineOptions {
+        batch_size: 4,
+        ..Default::default()
+    }
+}
+
+/// Compares `ours` (serialised) with HF's value: numbers under a "score" key within SCORE_TOL,
+/// every other number and string exactly. Returns the largest score difference.
+fn compare(ours: &Value, hf: &Value, path: &str) -> f64 {
+    match (ours, hf) {
+        (Value::Object(a), Value::Object(b)) => {
+            let mut ka: Vec<_> = a.keys().collect();
+            let mut kb: Vec<_> = b.keys().collect();
+            ka.sort();
+            kb.sort();
+            assert_eq!(ka, kb, "{path}: keys differ");
+            a.iter()
+                .map(|(k, v)| {
+                    let p = format!("{path}.{k}");
+                    if k == "score" {
+                        let (x, y) = (v.as_f64().unwrap(), b[k].as_f64().unwrap());
+                        assert!((x - y).abs() <= SCORE_TOL, "{p}: {x} vs HF {y}");
+                        (x - y).abs()
+                    } else {
+                        compare(v, &b[k], &p)
+                    }
+                })
+                .fold(0.0, f64::max)
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            assert_eq!(
+                a.len(),
+                b.len(),
+                "{path}: lengths differ: {ours} vs HF {hf}"
+            );
+            a.iter()
+                .zip(b)
+                .enumerate()
+                .map(|(i, (x, y))| compare(x, y, &format!("{path}[{i}]")))
+                .fold(0.0, f64::max)
+        }
+        _ => {
+            assert_eq!(ours, hf, "{path}");
+            0.0
+        }
+    }
+}
+
+fn strs(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn fill_mask_matches_hf() {
+    let (model, cases) = golden("fill_mask.json");
+    let pipe = FillMaskPipeline::from_pretrained(&model, options()).unwrap();
+    assert!(pipe.warnings().is_empty());
+    let mut worst: f64 = 0.0;
+    for case in &cases {
+        let texts = strs(&case["inputs"]);
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let k = case["args"]["top_k"].as_u64().unwrap() as usize;
+        let out: Vec<_> = pipe
+            .run(&refs, k)
+            .unwrap()
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        worst = worst.max(compare(
+            &serde_json::to_value(&out).unwrap(),
+            &case["outputs"],
+            "fill",
+        ));
+    }
+    eprintln!(
+        "fill-mask: {} cases, max score diff {worst:.2e}",
+        cases.len()
+    );
+}
+
+#[test]
+fn text_classification_matches_hf() {
+    let (model, cases) = golden("text_classification.json");
+    let pipe = TextClassificationPipeline::from_pretrained(&model, options()).unwrap();
+    let mut worst: f64 = 0.0;
+    for case in &cases {
+        let inputs: Vec<TextInput> = case["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| match x {
+                Value::String(s) => TextInput {
+                    text: s.clone(),
+                    text_pair: None,
+                },
+                other => serde_json::from_value(other.clone()).unwrap(),
+            })
+            .collect();
+        let args = &case["args"];
+        let top_k = args["top_k"].as_u64().map(|k| k as usize);
+        let function = match args["function_to_apply"].as_str() {
+            Some("sigmoid") => Some(ScoreFunction::Sigmoid),
+            Some(other) => panic!("{other}"),
+            None => None,
+        };
+        let out: Vec<_> = pipe
+            .run(&inputs, top_k, function)
+            .unwrap()
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        worst = worst.max(compare(
+            &serde_json::to_value(&out).unwrap(),
+            &case["outputs"],
+            "cls",
+        ));
+    }
+    eprintln!(
+        "text-classification: {} cases, max score diff {worst:.2e}",
+        cases.len()
+    );
+}
+
+#[test]
+fn token_classification_matches_hf() {
+    let (model, cases) = golden("token_classification.json");
+    let pipe = TokenClassificationPipeline::from_pretrained(&model, options()).unwrap();
+    let mut worst: f64 = 0.0;
+    for case in &cases {
+        let texts = strs(&case["inputs"]);
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let strategy = match case["args"]["aggregation_strategy"].as_str().unwrap() {
+            "none" => AggregationStrategy::None,
+            "simple" => AggregationStrategy::Simple,
+            "first" => AggregationStrategy::First,
+            "average" => AggregationStrategy::Average,
+            "max" => AggregationStrategy::Max,
+            other => panic!("{other}"),
+        };
+        let out: Vec<_> = pipe
+            .run(&refs, strategy, &["O"])
+            .unwrap()
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let name = format!("ner[{strategy:?}]");
+        worst = worst.max(compare(
+            &serde_json::to_value(&out).unwrap(),
+            &case["outputs"],
+            &name,
+        ));
+    }
+    eprintln!(
+        "token-classification: {} cases, max score diff {worst:.2e}",
+        cases.len()
+    );
+}
+
+#[test]
+fn question_answering_matches_hf() {
+    let (model, cases) = golden("question_answering.json");
+    let pipe = QuestionAnsweringPipeline::from_pretrained(&model, options()).unwrap();
+    let mut worst: f64 = 0.0;
+    for case in &cases {
+        let inputs: Vec<QaInput> = serde_json::from_value(case["inputs"].clone()).unwrap();
+        let a = &case["args"];
+        let opts = QaOptions {
+            top_k: a["top_k"].as_u64().unwrap_or(1) as usize,
+            max_seq_len: a["max_seq_len"].as_u64().map(|v| v as usize),
+            doc_stride: a["doc_stride"].as_u64().map(|v| v as usize),
+            max_answer_len: a["max_answer_len"].as_u64().unwrap_or(15) as usize,
+            handle_impossible_answer: a["handle_impossible_answer"].as_bool().unwrap_or(false),
+            ..Default::default()
+        };
+        let out: Vec<_> = pipe
+            .run(&inputs, &opts)
+            .unwrap()
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let name = format!("qa{a}");
+        worst = worst.max(compare(
+            &serde_json::to_value(&out).unwrap(),
+            &case["outputs"],
+            &name,
+        ));
+    }
+    eprintln!(
+        "question-answering: {} cases, max score diff {worst:.2e}",
+        cases.len()
+    );
+}
+
+#[test]
+fn feature_extraction_matches_hf() {
+    let (model, cases) = golden("feature_extraction.json");
+    let pipe = FeatureExtractionPipeline::from_pretrained(&model, options()).unwrap();
+    for case in &cases {
+        let texts = strs(&case["inputs"]);
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let out = pipe.run(&refs, Pooling::None).unwrap();
+        for (i, (ours, hf)) in out
+            .into_iter()
+            .zip(case["outputs"].as_array().unwrap())
+            .enumerate()
+        {
+            let ours = ours.unwrap();
+            let hf: Vec<Vec<f64>> = serde_json::from_value(hf.clone()).unwrap();
+            assert_eq!(
+                ours.size(),
+                [hf.len() as i64, hf[0].len() as i64],
+                "text {i}"
+            );
+            let flat = Vec::<f32>::try_from(&ours.flatten(0, -1)).unwrap();
+            let worst = flat
+                .iter()
+                .zip(hf.iter().flatten())
+                .map(|(a, b)| (f64::from(*a) - b).abs())
+                .fold(0.0, f64::max);
+            assert!(worst <= 1e-5, "text {i}: max diff {worst}");
+        }
+    }
+}
