@@ -152,11 +152,16 @@ impl ConvBertTokenizerFast {
                     .encode_char_offsets(*text, false)
                     .map_err(backend)?;
                 let b = match pairs {
-                    Some(p) => Some(
-                        self.inner
+                    Some(p) => {
+                        // As `TokenizerImpl::encode` does: the pair is encoded with type id 1, which
+                        // its overflow windows keep.
+                        let mut b = self
+                            .inner
                             .encode_char_offsets(p[i], false)
-                            .map_err(backend)?,
-                    ),
+                            .map_err(backend)?;
+                        b.set_type_ids(vec![1; b.len()]);
+                        Some(b)
+                    }
                     None => None,
                 };
                 let n_added = if opts.add_special_tokens {
