@@ -1,0 +1,110 @@
+//! Hostile input: every case gets a typed error or the HF-equal result, never a panic.
+mod common;
+
+use convbert_tokenizer::{
+    ConvBertTokenizer, ConvBertTokenizerFast, EncodeOptions, TokenizerConfig, TokenizerError, Vocab,
+};
+use std::time::Instant;
+
+#[test]
+fn invalid_utf8_vocab_is_typed() {
+    assert!(matches!(
+        Vocab::from_bytes(b"[UNK]\n\xc3\x28\n"),
+        Err(TokenizerError::InvalidUtf8(6))
+    ));
+}
+
+#[test]
+fn vocab_without_unk_is_typed() {
+    let vocab = Vocab::from_bytes(b"[PAD]\n[CLS]\n[SEP]\n[MASK]\na\n").expect("vocab");
+    let err = ConvBertTokenizer::new(vocab.clone(), TokenizerConfig::default());
+    assert!(matches!(err, Err(TokenizerError::MissingToken(t)) if t == "[UNK]"));
+    assert!(matches!(
+        ConvBertTokenizerFast::new(vocab, TokenizerConfig::default()),
+        Err(TokenizerError::MissingToken(_))
+    ));
+}
+
+#[test]
+fn missing_file_is_typed() {
+    assert!(matches!(
+        Vocab::from_file("/nonexistent/vocab.txt"),
+        Err(TokenizerError::Io { .. })
+    ));
+}
+
+#[test]
+fn malformed_tokenizer_json_is_typed() {
+    let dir = std::env::temp_dir().join(format!("convbert-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cases = [
+        "{",
+        "[]",
+        r#"{"model": {"type": "BPE", "vocab": {}}}"#,
+        r#"{"model": {"type": "WordPiece", "vocab": {"a": -1}}}"#,
+        r#"{"model": {"type": "WordPiece", "vocab": {"[UNK]": 0}}, "normalizer": {"type": "NFC"}}"#,
+        r#"{"model": {"type": "WordPiece", "vocab": {"a": 0}}, "normalizer": {"type": "BertNormalizer"}}"#,
+    ];
+    for (i, case) in cases.iter().enumerate() {
+        let path = dir.join(format!("{i}.json"));
+        std::fs::write(&path, case).expect("write");
+        assert!(
+            ConvBertTokenizer::from_tokenizer_json(&path).is_err(),
+            "{case}"
+        );
+        assert!(
+            ConvBertTokenizerFast::from_tokenizer_json(&path).is_err(),
+            "{case}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn empty_and_whitespace_texts() {
+    let (slow, fast) = common::tokenizers("uncased");
+    for text in [
+        "",
+        " ",
+        "\t\n\r ",
+        "\u{3000}\u{a0}\u{2028}",
+        "\u{200b}\u{0}\u{fffd}",
+    ] {
+        assert!(slow.tokenize_ids(text).is_empty());
+        assert!(fast.tokenize_ids(text).expect("fast").is_empty());
+        let enc = slow
+            .encode(text, &EncodeOptions::default())
+            .expect("encode");
+        assert_eq!(enc.ids, [101, 102]);
+    }
+}
+
+#[test]
+fn ten_megabyte_line_is_linear() {
+    let slow = ConvBertTokenizer::bert_base_uncased().expect("tokenizer");
+    let unit = "The quick brown fox, naïve café 中文 Привет! ";
+    let small: String = unit.repeat(1_000_000 / unit.len());
+    let big: String = unit.repeat(10_000_000 / unit.len());
+    let t0 = Instant::now();
+    let n_small = slow.tokenize_ids(&small).len();
+    let t_small = t0.elapsed();
+    let t1 = Instant::now();
+    let n_big = slow.tokenize_ids(&big).len();
+    let t_big = t1.elapsed();
+    assert!(n_big >= 9 * n_small);
+    // Generous bound: quadratic behaviour would be ~100x, linear is ~10x.
+    assert!(
+        t_big < t_small * 40 + std::time::Duration::from_millis(200),
+        "{t_small:?} vs {t_big:?}"
+    );
+    // One 10 MB word: a single [UNK] (longer than max_input_chars_per_word).
+    let word = "a".repeat(10_000_000);
+    assert_eq!(slow.tokenize_ids(&word), [100]);
+    assert_eq!(
+        common::tokenizers("small")
+            .1
+            .tokenize_ids(&word[..200_000])
+            .expect("fast"),
+        [1]
+    );
+}
