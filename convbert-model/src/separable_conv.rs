@@ -3,7 +3,7 @@
 //! (<https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/convbert/modeling_convbert.py#L261>).
 
 use tch::nn::{Init, Path};
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 use crate::error::Result;
 
@@ -42,22 +42,35 @@ impl SeparableConv1d {
 
     /// x (B, L, D) -> (B, L, A).
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let channels = self.depthwise.size()[0];
-        // Depthwise cross-correlation over the sequence, zero padding K/2: HF's Conv1d on (B, D, L).
-        let y = x.f_transpose(1, 2)?.f_conv1d(
-            &self.depthwise,
-            None::<&Tensor>,
-            [1],
-            [self.kernel / 2],
-            [1],
-            channels,
-        )?;
-        let y = y.f_transpose(1, 2)?; // (B, L, D)
-                                      // Pointwise 1x1 conv == Linear with the (A, D) weight, then the (A, 1) bias.
+        let y = if matches!(x.kind(), Kind::Float | Kind::Double) {
+            self.depthwise_shifted(x)?
+        } else {
+            // Reduced precision: oneDNN's depthwise conv is faster than K element-wise passes.
+            let channels = self.depthwise.size()[0];
+            let pad = self.kernel / 2;
+            x.f_transpose(1, 2)?
+                .f_conv1d(&self.depthwise, None::<&Tensor>, [1], [pad], [1], channels)?
+                .f_transpose(1, 2)?
+        };
+        // Pointwise 1x1 conv == Linear with the (A, D) weight, then the (A, 1) bias.
         let a = self.pointwise.size()[0];
         Ok(y.f_linear(
             &self.pointwise.f_view([a, -1])?,
             Some(&self.bias.f_view([a])?),
         )?)
+    }
+
+    /// Depthwise cross-correlation with zero padding, as K fused multiply-adds on the
+    /// sequence-major layout: y[l] = sum_t w[:, t] * x[l + t - K/2]. (B, L, D) -> (B, L, D).
+    fn depthwise_shifted(&self, x: &Tensor) -> Result<Tensor> {
+        let len = x.size()[1];
+        let pad = self.kernel / 2;
+        let xp = x.f_constant_pad_nd([0, 0, pad, pad])?;
+        let w = self.depthwise.f_squeeze_dim(1)?; // (D, K)
+        let mut y = xp.f_narrow(1, 0, len)?.f_mul(&w.f_select(1, 0)?)?;
+        for t in 1..self.kernel {
+            y = y.f_addcmul_(&xp.f_narrow(1, t, len)?, &w.f_select(1, t)?)?;
+        }
+        Ok(y)
     }
 }
