@@ -1,1 +1,36 @@
-fn main() {}
+//! `convbert`: ConvBERT from the shell. Every subcommand reads text from arguments, a file or
+//! stdin and writes JSON Lines (or .safetensors); exit codes: 0 success, 2 usage, 1 other errors.
+
+mod bench;
+mod classify;
+mod commands;
+mod common;
+mod embed;
+mod fill_mask;
+mod forward;
+mod ner;
+mod qa;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// ConvBERT tokenizer, task pipelines and model tools (Hugging Face parity).
+#[derive(Debug, Parser)]
+#[command(name = "convbert", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Model(commands::ModelCommand),
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Model(cmd) => cmd.run(),
+    }
+}

@@ -1,0 +1,321 @@
+//! What the model subcommands share: `--model/--device/--dtype/--threads/--batch-size`, reading
+//! inputs from arguments, a file or stdin (one input per line), writing JSON Lines, the progress
+//! bar, and the error type with its exit codes (2 usage, 1 anything else).
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Read, Write};
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use convbert_pipelines::PipelineOptions;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use tch::{Device, Kind};
+
+/// A failure of a subcommand; `Usage` exits with 2, `Failed` with 1.
+#[derive(Debug)]
+pub enum CliError {
+    /// Bad arguments or option values.
+    Usage(String),
+    /// Anything else (I/O, model, some bad input lines).
+    Failed(String),
+}
+
+impl CliError {
+    pub fn failed(e: impl std::fmt::Display) -> Self {
+        CliError::Failed(e.to_string())
+    }
+}
+
+impl From<convbert_pipelines::PipelineError> for CliError {
+    fn from(e: convbert_pipelines::PipelineError) -> Self {
+        match e {
+            convbert_pipelines::PipelineError::Option { .. } => CliError::Usage(e.to_string()),
+            other => CliError::Failed(other.to_string()),
+        }
+    }
+}
+
+pub type CliResult<T = ()> = Result<T, CliError>;
+
+/// Weight and compute dtype.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Dtype {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl Dtype {
+    pub fn kind(self) -> Kind {
+        match self {
+            Dtype::F32 => Kind::Float,
+            Dtype::F16 => Kind::Half,
+            Dtype::Bf16 => Kind::BFloat16,
+        }
+    }
+}
+
+/// The checkpoint shipped with the repository (random weights, see its README.md).
+pub fn default_model() -> PathBuf {
+    std::env::var_os("CONVBERT_DEFAULT_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../fixtures/default-model"
+            ))
+        })
+}
+
+/// `cpu`, `cuda` or `cuda:N`.
+pub fn parse_device(s: &str) -> CliResult<Device> {
+    let device = match s {
+        "cpu" => return Ok(Device::Cpu),
+        "cuda" => Device::Cuda(0),
+        _ => match s
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            Some(n) => Device::Cuda(n),
+            None => {
+                return Err(CliError::Usage(format!(
+                    "invalid --device {s:?}: use cpu, cuda or cuda:N"
+                )))
+            }
+        },
+    };
+    let count = tch::Cuda::device_count() as usize;
+    match device {
+        Device::Cuda(n) if n >= count => Err(CliError::Usage(format!(
+            "--device {s}: {count} CUDA device(s) available"
+        ))),
+        d => Ok(d),
+    }
+}
+
+/// Model and runtime options of the model subcommands.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Checkpoint directory or HF model id in the local HF cache [default: the shipped random-weight checkpoint]
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// cpu, cuda or cuda:N
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Weight and compute dtype
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: Dtype,
+    /// Intra-op CPU threads (default: libtorch's choice)
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Sequences per forward pass (inputs are sorted by length into batches)
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// HF's exact padded computation instead of the padding-invariant default (results then
+    /// depend on the other inputs of a batch)
+    #[arg(long)]
+    pub hf_padding: bool,
+}
+
+impl ModelArgs {
+    /// The checkpoint to load.
+    pub fn model(&self) -> PathBuf {
+        self.model.clone().unwrap_or_else(default_model)
+    }
+
+    /// Applies `--threads` and builds the pipeline options.
+    pub fn options(&self) -> CliResult<PipelineOptions> {
+        if let Some(n) = self.threads {
+            if n == 0 {
+                return Err(CliError::Usage("--threads must be at least 1".into()));
+            }
+            tch::set_num_threads(n as i32);
+        }
+        if self.batch_size == 0 {
+            return Err(CliError::Usage("--batch-size must be at least 1".into()));
+        }
+        Ok(PipelineOptions {
+            device: parse_device(&self.device)?,
+            kind: self.dtype.kind(),
+            batch_size: self.batch_size,
+            padding_invariant: !self.hf_padding,
+        })
+    }
+}
+
+/// Where the inputs come from and where results go.
+#[derive(Debug, Clone, Args)]
+pub struct IoArgs {
+    /// Inputs; when none, lines of --input (or stdin)
+    pub texts: Vec<String>,
+    /// Read one input per line from FILE ("-" = stdin)
+    #[arg(long, short)]
+    pub input: Option<PathBuf>,
+    /// Each input line is a JSON object (see the subcommand's help) instead of plain text
+    #[arg(long)]
+    pub jsonl: bool,
+    /// Write results to FILE instead of stdout
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+/// One input with its 1-based line number (argument position for arguments).
+pub struct Line {
+    pub number: usize,
+    pub text: String,
+}
+
+impl IoArgs {
+    /// The inputs: arguments, else lines of --input, else lines of stdin.
+    pub fn lines(&self) -> CliResult<Vec<Line>> {
+        let numbered = |v: Vec<String>| {
+            v.into_iter()
+                .enumerate()
+                .map(|(i, text)| Line {
+                    number: i + 1,
+                    text,
+                })
+                .collect()
+        };
+        if !self.texts.is_empty() {
+            return Ok(numbered(self.texts.clone()));
+        }
+        let reader: Box<dyn Read> = match &self.input {
+            Some(p) if p.as_os_str() != "-" => Box::new(
+                File::open(p)
+                    .map_err(|e| CliError::Failed(format!("cannot read {}: {e}", p.display())))?,
+            ),
+            _ => Box::new(std::io::stdin()),
+        };
+        let lines = BufReader::new(reader)
+            .lines()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| CliError::Failed(format!("cannot read input: {e}")))?;
+        Ok(numbered(lines))
+    }
+
+    /// The JSON Lines sink.
+    pub fn writer(&self) -> CliResult<Box<dyn Write>> {
+        Ok(match &self.output {
+            Some(p) => Box::new(BufWriter::new(File::create(p).map_err(|e| {
+                CliError::Failed(format!("cannot write {}: {e}", p.display()))
+            })?)),
+            None => Box::new(BufWriter::new(std::io::stdout())),
+        })
+    }
+}
+
+/// Parses a JSON Lines input line into `T`, with the line number in the error.
+pub fn parse_json<T: serde::de::DeserializeOwned>(line: &Line) -> Result<T, String> {
+    serde_json::from_str(&line.text).map_err(|e| format!("invalid JSON: {e}"))
+}
+
+/// Writes results in input order; a failed line becomes `{"error", "line"}` here and a message
+/// on stderr. Returns an error (exit 1) when any line failed, after writing all the others.
+pub struct JsonlSink {
+    out: Box<dyn Write>,
+    failed: usize,
+}
+
+impl JsonlSink {
+    pub fn new(out: Box<dyn Write>) -> Self {
+        Self { out, failed: 0 }
+    }
+
+    pub fn write<T: Serialize>(&mut self, line: usize, result: Result<T, String>) -> CliResult {
+        let value = match result {
+            Ok(v) => serde_json::to_value(v).map_err(CliError::failed)?,
+            Err(e) => {
+                eprintln!("error: line {line}: {e}");
+                self.failed += 1;
+                serde_json::json!({"error": e, "line": line})
+            }
+        };
+        writeln!(self.out, "{value}")
+            .map_err(|e| CliError::Failed(format!("cannot write output: {e}")))
+    }
+
+    pub fn finish(mut self) -> CliResult {
+        self.out
+            .flush()
+            .map_err(|e| CliError::Failed(format!("cannot write output: {e}")))?;
+        match self.failed {
+            0 => Ok(()),
+            n => Err(CliError::Failed(format!(
+                "{n} input line(s) failed; see the messages above"
+            ))),
+        }
+    }
+}
+
+/// A progress bar with throughput on stderr, only when stderr is a terminal and input is long.
+pub fn progress(total: usize) -> Option<ProgressBar> {
+    if total < 64 || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new(total as u64);
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:40} {pos}/{len} inputs  {per_sec}  eta {eta}")
+    {
+        bar.set_style(style);
+    }
+    Some(bar)
+}
+
+/// Inputs per pipeline call, so the progress bar moves while results stream out.
+pub fn chunk_size(batch_size: usize) -> usize {
+    (batch_size * 16).max(64)
+}
+
+/// Prints load warnings (e.g. a newly initialised head) on stderr.
+pub fn warn(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("{w}");
+    }
+}
+
+/// The JSON Lines loop of every text subcommand: parse each line, run the valid ones in chunks
+/// (progress bar), write one result per line in order, report bad lines without losing others.
+pub fn run_jsonl<I, O, P, R>(io: &IoArgs, batch_size: usize, parse: P, mut run: R) -> CliResult
+where
+    O: Serialize,
+    P: Fn(&Line) -> Result<I, String>,
+    R: FnMut(&[I]) -> CliResult<Vec<Result<O, convbert_pipelines::PipelineError>>>,
+{
+    let lines = io.lines()?;
+    let mut sink = JsonlSink::new(io.writer()?);
+    let bar = progress(lines.len());
+    for chunk in lines.chunks(chunk_size(batch_size)) {
+        let parsed: Vec<Result<I, String>> = chunk.iter().map(&parse).collect();
+        let mut inputs = Vec::new();
+        let mut errors: Vec<Option<String>> = Vec::new();
+        for p in parsed {
+            match p {
+                Ok(x) => {
+                    inputs.push(x);
+                    errors.push(None);
+                }
+                Err(e) => errors.push(Some(e)),
+            }
+        }
+        let mut results = run(&inputs)?.into_iter();
+        for (line, error) in chunk.iter().zip(errors) {
+            let result = match error {
+                Some(e) => Err(e),
+                None => match results.next() {
+                    Some(r) => r.map_err(|e| e.to_string()),
+                    None => Err("no result".to_string()),
+                },
+            };
+            sink.write(line.number, result)?;
+        }
+        if let Some(bar) = &bar {
+            bar.inc(chunk.len() as u64);
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    sink.finish()
+}

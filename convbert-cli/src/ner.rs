@@ -1,0 +1,67 @@
+//! `convbert ner`: token classification of each input line, per token or aggregated into
+//! entities (`--aggregation`), with character offsets into the line.
+
+use clap::{Args, ValueEnum};
+use convbert_pipelines::{AggregationStrategy, TokenClassificationPipeline};
+use serde_json::Value;
+
+use crate::common::{parse_json, run_jsonl, warn, CliResult, IoArgs, ModelArgs};
+
+/// `--aggregation` values, HF's names.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Aggregation {
+    None,
+    Simple,
+    First,
+    Average,
+    Max,
+}
+
+/// Arguments of `convbert ner`.
+#[derive(Debug, Args)]
+pub struct NerArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub io: IoArgs,
+    /// How tokens are merged into entities
+    #[arg(long, value_enum, default_value = "none")]
+    pub aggregation: Aggregation,
+    /// Labels left out of the output
+    #[arg(long, value_delimiter = ',', default_value = "O")]
+    pub ignore_labels: Vec<String>,
+}
+
+pub fn run(args: &NerArgs) -> CliResult {
+    let pipe =
+        TokenClassificationPipeline::from_pretrained(args.model.model(), args.model.options()?)?;
+    warn(pipe.warnings());
+    let strategy = match args.aggregation {
+        Aggregation::None => AggregationStrategy::None,
+        Aggregation::Simple => AggregationStrategy::Simple,
+        Aggregation::First => AggregationStrategy::First,
+        Aggregation::Average => AggregationStrategy::Average,
+        Aggregation::Max => AggregationStrategy::Max,
+    };
+    let ignore: Vec<&str> = args.ignore_labels.iter().map(String::as_str).collect();
+    let jsonl = args.io.jsonl;
+    run_jsonl(
+        &args.io,
+        args.model.batch_size,
+        |line| {
+            if jsonl {
+                let v: Value = parse_json(line)?;
+                v["text"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| "expected {\"text\": ...}".into())
+            } else {
+                Ok(line.text.clone())
+            }
+        },
+        |texts: &[String]| {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            Ok(pipe.run(&refs, strategy, &ignore)?)
+        },
+    )
+}
