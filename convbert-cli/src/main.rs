@@ -10,6 +10,7 @@ mod fill_mask;
 mod forward;
 mod ner;
 mod qa;
+mod tokenize;
 
 use std::process::ExitCode;
 
@@ -25,12 +26,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Tokenize text lines (BERT WordPiece; embedded bert-base-uncased by default)
+    Tokenize(tokenize::TokenizeArgs),
     #[command(flatten)]
     Model(commands::ModelCommand),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Tokenize(args) => tokenize::main(&args),
         Command::Model(cmd) => cmd.run(),
     }
 }
