@@ -26,7 +26,9 @@ impl Rng {
 }
 
 fn local_prose() -> String {
-    let Ok(dir) = std::fs::read_dir("/root/.pyenv/versions") else { return String::new() };
+    let Ok(dir) = std::fs::read_dir("/root/.pyenv/versions") else {
+        return String::new();
+    };
     let mut dirs: Vec<_> = dir.flatten().map(|d| d.path()).collect();
     dirs.sort();
     dirs.iter()
@@ -74,17 +76,25 @@ fn best_of<F: FnMut() -> usize>(runs: usize, mut f: F) -> (f64, usize) {
 }
 
 fn pool(threads: usize) -> rayon::ThreadPool {
-    rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool")
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("thread pool")
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let mb: f64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(8.0);
+    let mb: f64 = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(8.0);
     let lines = corpus((mb * 1e6) as usize);
     let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
     let ascii: Vec<&str> = refs.iter().copied().filter(|l| l.is_ascii()).collect();
     let bytes = |set: &[&str]| set.iter().map(|l| l.len() + 1).sum::<usize>() as f64 / 1e6;
     let ours = ConvBertTokenizer::bert_base_uncased()?;
-    let hf = tokenizers::Tokenizer::from_str(&ConvBertTokenizerFast::bert_base_uncased()?.to_json_string()?)?;
+    let hf = tokenizers::Tokenizer::from_str(
+        &ConvBertTokenizerFast::bert_base_uncased()?.to_json_string()?,
+    )?;
 
     let mut differing = 0;
     for l in &refs {
@@ -96,9 +106,15 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 
     let one = pool(1);
     for (name, set) in [("multilingual", &refs), ("ascii-only", &ascii)] {
-        let (t_ours, n_ours) = one.install(|| best_of(3, || set.iter().map(|l| ours.tokenize_ids(l).len()).sum()));
-        let (t_hf, n_hf) =
-            one.install(|| best_of(2, || set.iter().map(|l| hf.encode(*l, false).map(|e| e.len()).unwrap_or(0)).sum()));
+        let (t_ours, n_ours) =
+            one.install(|| best_of(3, || set.iter().map(|l| ours.tokenize_ids(l).len()).sum()));
+        let (t_hf, n_hf) = one.install(|| {
+            best_of(2, || {
+                set.iter()
+                    .map(|l| hf.encode(*l, false).map(|e| e.len()).unwrap_or(0))
+                    .sum()
+            })
+        });
         let (mb_ours, mb_hf) = (bytes(set) / t_ours, bytes(set) / t_hf);
         println!(
             "{name:>12} 1 thread: standalone {mb_ours:8.1} MB/s ({n_ours} tokens) | tokenizers crate {mb_hf:6.1} MB/s ({n_hf} tokens) | ratio {:.1}x",
@@ -109,10 +125,22 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut rates = Vec::new();
     for threads in [1, 2] {
         let p = pool(threads);
-        let (t, n) = p.install(|| best_of(3, || ours.encode_batch(&refs, None, &opts).map(|v| v.len()).unwrap_or(0)));
+        let (t, n) = p.install(|| {
+            best_of(3, || {
+                ours.encode_batch(&refs, None, &opts)
+                    .map(|v| v.len())
+                    .unwrap_or(0)
+            })
+        });
         rates.push(bytes(&refs) / t);
-        println!("encode_batch {threads} thread(s): {:8.1} MB/s ({n} encodings)", bytes(&refs) / t);
+        println!(
+            "encode_batch {threads} thread(s): {:8.1} MB/s ({n} encodings)",
+            bytes(&refs) / t
+        );
     }
-    println!("encode_batch speed-up 2 threads / 1 thread: {:.2}x", rates[1] / rates[0]);
+    println!(
+        "encode_batch speed-up 2 threads / 1 thread: {:.2}x",
+        rates[1] / rates[0]
+    );
     Ok(())
 }
