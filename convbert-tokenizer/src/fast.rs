@@ -20,6 +20,9 @@ use tokenizers::utils::truncation::{
 };
 use tokenizers::{PostProcessor, Tokenizer};
 
+/// Character offsets `(start, end)` of each token.
+pub type Offsets = Vec<(usize, usize)>;
+
 /// The HF fast tokenizer (`tokenizers` crate) with the same API as [`crate::ConvBertTokenizer`].
 #[derive(Clone)]
 pub struct ConvBertTokenizerFast {
@@ -96,7 +99,7 @@ impl ConvBertTokenizerFast {
     }
 
     /// Token ids and character offsets of `text`, without special tokens.
-    pub fn tokenize_with_offsets(&self, text: &str) -> Result<(Vec<u32>, Vec<(usize, usize)>)> {
+    pub fn tokenize_with_offsets(&self, text: &str) -> Result<(Vec<u32>, Offsets)> {
         let e = self
             .inner
             .encode_char_offsets(text, false)

@@ -13,7 +13,7 @@ pub(crate) fn pad(
     offsets: bool,
 ) {
     let target = match multiple_of {
-        Some(m) if m > 0 && target % m != 0 => (target / m + 1) * m,
+        Some(m) if m > 0 && !target.is_multiple_of(m) => (target / m + 1) * m,
         _ => target,
     };
     let n = target.saturating_sub(enc.ids.len());

@@ -45,7 +45,7 @@ impl Seq {
 /// error (the target sequence is too short), nothing is removed, as in Python.
 pub(crate) fn truncate_sequences(
     a: &mut Seq,
-    mut b: Option<&mut Seq>,
+    b: Option<&mut Seq>,
     n: usize,
     strategy: TruncationStrategy,
     stride: usize,
@@ -54,11 +54,11 @@ pub(crate) fn truncate_sequences(
     if n == 0 {
         return Vec::new();
     }
-    match (strategy, b.as_deref_mut()) {
-        (TruncationStrategy::OnlyFirst, _) | (TruncationStrategy::LongestFirst, None) => {
-            if a.ids.len() > n {
-                return a.cut(n, stride, side);
-            }
+    match (strategy, b) {
+        (TruncationStrategy::OnlyFirst, _) | (TruncationStrategy::LongestFirst, None)
+            if a.ids.len() > n =>
+        {
+            return a.cut(n, stride, side);
         }
         (TruncationStrategy::LongestFirst, Some(b)) => {
             // One token at a time from the longer sequence; ties go to the second one.
@@ -70,10 +70,8 @@ pub(crate) fn truncate_sequences(
                 }
             }
         }
-        (TruncationStrategy::OnlySecond, Some(b)) => {
-            if b.ids.len() > n {
-                return b.cut(n, stride, side);
-            }
+        (TruncationStrategy::OnlySecond, Some(b)) if b.ids.len() > n => {
+            return b.cut(n, stride, side);
         }
         _ => {}
     }

@@ -74,9 +74,7 @@ impl Trie {
     #[inline]
     fn longest(&self, bytes: &[u8]) -> Option<(usize, u32)> {
         let mut best = None;
-        let Some(&first) = bytes.first() else {
-            return None;
-        };
+        let &first = bytes.first()?;
         let mut node = self.root[first as usize];
         let mut i = 1;
         while node != NONE {
