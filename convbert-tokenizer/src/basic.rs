@@ -172,25 +172,12 @@ impl Pipeline {
         }
     }
 
-    /// `do_basic_tokenize=False`: split on Python whitespace only, lowercase per character.
+    /// `do_basic_tokenize=False`: split on Python whitespace only (no cleaning, no lowercasing).
     fn run_whitespace_only(&self, st: &mut State, text: &str, mut ci: usize) -> usize {
         for c in text.chars() {
             if unicode::flags(c) & SPACE != 0 {
                 self.end_word(st);
-            } else if self.lower && !c.is_ascii() {
-                let mut buf = std::mem::take(&mut st.buf_a);
-                buf.clear();
-                unicode::push_lower(c, &mut buf);
-                for l in buf.chars() {
-                    self.push_word_char(st, l, (ci, ci + 1));
-                }
-                st.buf_a = buf;
             } else {
-                let c = if self.lower {
-                    c.to_ascii_lowercase()
-                } else {
-                    c
-                };
                 self.push_word_char(st, c, (ci, ci + 1));
             }
             ci += 1;

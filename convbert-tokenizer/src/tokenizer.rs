@@ -49,7 +49,9 @@ impl ConvBertTokenizer {
             .collect();
         let pipeline = Pipeline {
             wordpiece: WordPiece::new(&vocab, specials.unk, config.max_input_chars_per_word),
-            lower: config.do_lower_case,
+            // Python's `do_lower_case` is a property of the BasicTokenizer: without it nothing
+            // lowercases the text (not even `PreTrainedTokenizer.tokenize`).
+            lower: config.do_lower_case && config.do_basic_tokenize,
             strip: config.strips_accents(),
             cjk: config.tokenize_chinese_chars,
             basic: config.do_basic_tokenize,

@@ -46,6 +46,15 @@ pub fn config(name: &str) -> (Vocab, TokenizerConfig) {
             c.tokenize_chinese_chars = false;
             small
         }
+        "small_never_split" => {
+            c.do_lower_case = false;
+            c.never_split = vec!["Hello!".into(), "[FOO]".into(), "café".into()];
+            small
+        }
+        "small_no_basic" => {
+            c.do_basic_tokenize = false;
+            small
+        }
         other => panic!("unknown config {other}"),
     };
     (Vocab::from_file(path).expect("vocab"), c)
