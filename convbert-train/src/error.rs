@@ -1,0 +1,75 @@
+//! The crate's error type: every failure of training (bad data, bad arguments, a diverging loss,
+//! checkpoint I/O) is a typed [`TrainError`]; errors of the model, head and tokenizer crates are
+//! wrapped unchanged.
+
+use std::path::PathBuf;
+
+/// Result alias used by every fallible function of this crate.
+pub type Result<T> = std::result::Result<T, TrainError>;
+
+/// Everything that can go wrong while reading data, training, evaluating or checkpointing.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// An error of the encoder crate (config, checkpoint reading).
+    #[error(transparent)]
+    Model(#[from] convbert_model::ConvBertError),
+    /// An error of a task head (labels, shapes, loading, saving).
+    #[error(transparent)]
+    Head(#[from] convbert_heads::ConvBertHeadError),
+    /// A tokenizer error.
+    #[error(transparent)]
+    Tokenizer(#[from] convbert_tokenizer::TokenizerError),
+    /// A libtorch error.
+    #[error(transparent)]
+    Torch(#[from] tch::TchError),
+    /// Reading or writing a file.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Serialising or parsing JSON state (trainer state, logs).
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// A data line that cannot be used: file, 1-based line (or record) number and why.
+    #[error("{path}:{line}: {reason}")]
+    Data {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    /// A dataset with no usable example.
+    #[error("{0}: the dataset is empty")]
+    EmptyDataset(PathBuf),
+    /// A training argument that cannot work.
+    #[error("argument `{name}`: {reason}")]
+    Argument { name: &'static str, reason: String },
+    /// The loss became NaN or infinite; nothing was saved from that step.
+    #[error("the loss is {loss} at step {step}; training stopped before the weights were updated")]
+    NonFiniteLoss { step: usize, loss: f64 },
+    /// A checkpoint to resume from that does not fit the run (missing state, other parameters).
+    #[error("cannot resume from {path}: {reason}")]
+    Resume { path: PathBuf, reason: String },
+    /// Drawing the loss curve.
+    #[error("loss curve {path}: {reason}")]
+    Plot { path: PathBuf, reason: String },
+}
+
+impl TrainError {
+    /// An `Io` error for `path`.
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// An `Argument` error.
+    pub(crate) fn argument(name: &'static str, reason: impl Into<String>) -> Self {
+        Self::Argument {
+            name,
+            reason: reason.into(),
+        }
+    }
+}
