@@ -81,8 +81,8 @@ pub struct TokenizeArgs {
 }
 
 enum Tok {
-    Slow(ConvBertTokenizer),
-    Fast(ConvBertTokenizerFast),
+    Slow(Box<ConvBertTokenizer>),
+    Fast(Box<ConvBertTokenizerFast>),
 }
 
 impl Tok {
@@ -90,9 +90,13 @@ impl Tok {
         let e = |e: convbert_tokenizer::TokenizerError| e.to_string();
         if let Some(path) = &args.tokenizer {
             return Ok(if args.fast {
-                Tok::Fast(ConvBertTokenizerFast::from_tokenizer_json(path).map_err(e)?)
+                Tok::Fast(Box::new(
+                    ConvBertTokenizerFast::from_tokenizer_json(path).map_err(e)?,
+                ))
             } else {
-                Tok::Slow(ConvBertTokenizer::from_tokenizer_json(path).map_err(e)?)
+                Tok::Slow(Box::new(
+                    ConvBertTokenizer::from_tokenizer_json(path).map_err(e)?,
+                ))
             });
         }
         let vocab = match &args.vocab {
@@ -104,9 +108,11 @@ impl Tok {
             ..TokenizerConfig::default()
         };
         Ok(if args.fast {
-            Tok::Fast(ConvBertTokenizerFast::new(vocab, config).map_err(e)?)
+            Tok::Fast(Box::new(
+                ConvBertTokenizerFast::new(vocab, config).map_err(e)?,
+            ))
         } else {
-            Tok::Slow(ConvBertTokenizer::new(vocab, config).map_err(e)?)
+            Tok::Slow(Box::new(ConvBertTokenizer::new(vocab, config).map_err(e)?))
         })
     }
 
