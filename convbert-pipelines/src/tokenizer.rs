@@ -1,25 +1,19 @@
-//! The pipelines' tokenizer: Hugging Face `BertTokenizerFast` semantics through the `tokenizers`
-//! crate (what the Python fast tokenizer runs), loaded from a checkpoint's `tokenizer.json`, or
-//! built from its `vocab.txt` the way transformers' `BertConverter` does
-//! (<https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/convert_slow_tokenizer.py>).
-//! Offsets are in characters of the original text, as in Python.
+//! The pipelines' tokenizer: Hugging Face `BertTokenizerFast` semantics through
+//! `convbert_tokenizer::ConvBertTokenizerFast` (the `tokenizers` crate pipeline that the Python fast
+//! tokenizer runs), loaded from a checkpoint's `tokenizer.json`, else built from its `vocab.txt` as
+//! transformers' `BertConverter` does, else the embedded bert-base-uncased vocabulary that every
+//! public ConvBERT checkpoint uses. Offsets are in characters of the original text, as in Python.
 
 use std::path::Path;
 
+use convbert_tokenizer::{clean_up_tokenization, ConvBertTokenizerFast, TokenizerConfig};
 use serde_json::Value;
-use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
-use tokenizers::models::wordpiece::WordPiece;
-use tokenizers::normalizers::BertNormalizer;
-use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
-use tokenizers::processors::bert::BertProcessing;
 use tokenizers::{
-    AddedToken, Decoder, EncodeInput, Encoding, Tokenizer, TruncationDirection, TruncationParams,
+    Decoder, EncodeInput, Encoding, Tokenizer, TruncationDirection, TruncationParams,
     TruncationStrategy,
 };
 
 use crate::error::{PipelineError, Result};
-
-const SPECIALS: [&str; 5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
 
 /// A WordPiece tokenizer with the special-token ids the pipelines need.
 #[derive(Debug, Clone)]
@@ -48,61 +42,37 @@ fn read_json(path: &Path) -> Result<Option<Value>> {
         .map_err(|e| PipelineError::Tokenizer(format!("{}: {e}", path.display())))
 }
 
-/// HF's `BertConverter`: normaliser, pre-tokeniser, WordPiece, `[CLS] A [SEP] (B [SEP])`.
-fn from_vocab(vocab: &Path, lowercase: bool, strip_accents: Option<bool>) -> Result<Tokenizer> {
-    let path = vocab
-        .to_str()
-        .ok_or_else(|| PipelineError::Tokenizer(format!("non-UTF-8 path {}", vocab.display())))?;
-    let model = WordPiece::from_file(path)
-        .unk_token("[UNK]".into())
-        .build()
-        .map_err(PipelineError::tokenizer)?;
-    let mut tok = Tokenizer::new(model);
-    let id = |t: &str| {
-        tok.token_to_id(t)
-            .ok_or_else(|| PipelineError::Tokenizer(format!("{} lacks {t}", vocab.display())))
-    };
-    let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
-    tok.with_normalizer(Some(BertNormalizer::new(
-        true,
-        true,
-        strip_accents,
-        lowercase,
-    )))
-    .with_pre_tokenizer(Some(BertPreTokenizer))
-    .with_post_processor(Some(BertProcessing::new(
-        ("[SEP]".into(), sep),
-        ("[CLS]".into(), cls),
-    )))
-    .with_decoder(Some(WordPieceDecoder::new("##".into(), true)));
-    let specials: Vec<AddedToken> = SPECIALS
-        .iter()
-        .filter(|t| tok.token_to_id(t).is_some())
-        .map(|t| AddedToken::from(*t, true))
-        .collect();
-    tok.add_special_tokens(&specials);
-    Ok(tok)
+/// The constructor options of tokenizer_config.json that shape the fast pipeline.
+fn tokenizer_config(config: &Value) -> TokenizerConfig {
+    let defaults = TokenizerConfig::default();
+    TokenizerConfig {
+        do_lower_case: config["do_lower_case"]
+            .as_bool()
+            .unwrap_or(defaults.do_lower_case),
+        tokenize_chinese_chars: config["tokenize_chinese_chars"]
+            .as_bool()
+            .unwrap_or(defaults.tokenize_chinese_chars),
+        strip_accents: config["strip_accents"].as_bool(),
+        ..defaults
+    }
 }
 
 impl TextTokenizer {
-    /// Loads `dir/tokenizer.json`, else builds the tokenizer from `dir/vocab.txt` (lower-casing
-    /// per `tokenizer_config.json`, default true).
+    /// Loads `dir/tokenizer.json`, else builds the tokenizer from `dir/vocab.txt` (options from
+    /// `tokenizer_config.json`), else uses the embedded bert-base-uncased vocabulary.
     pub fn from_dir(dir: &Path) -> Result<Self> {
         let config = read_json(&dir.join("tokenizer_config.json"))?.unwrap_or(Value::Null);
         let json = dir.join("tokenizer.json");
         let vocab = dir.join("vocab.txt");
-        let inner = if json.is_file() {
-            Tokenizer::from_file(&json).map_err(PipelineError::tokenizer)?
+        let fast = if json.is_file() {
+            ConvBertTokenizerFast::from_tokenizer_json(&json)
         } else if vocab.is_file() {
-            let lowercase = config["do_lower_case"].as_bool().unwrap_or(true);
-            from_vocab(&vocab, lowercase, config["strip_accents"].as_bool())?
+            ConvBertTokenizerFast::from_vocab_file(&vocab, tokenizer_config(&config))
         } else {
-            return Err(PipelineError::Tokenizer(format!(
-                "{} has neither tokenizer.json nor vocab.txt",
-                dir.display()
-            )));
-        };
-        Self::new(inner, &config)
+            ConvBertTokenizerFast::bert_base_uncased()
+        }
+        .map_err(PipelineError::tokenizer)?;
+        Self::new(fast.backend().clone(), &config)
     }
 
     /// Wraps a `tokenizers::Tokenizer`; `config` is the tokenizer_config.json content (or null).
@@ -218,22 +188,4 @@ impl TextTokenizer {
     pub fn model_max_length(&self) -> Option<usize> {
         self.model_max_length
     }
-}
-
-/// transformers' `clean_up_tokenization`: removes the space before punctuation and contractions.
-fn clean_up_tokenization(text: &str) -> String {
-    [
-        (" .", "."),
-        (" ?", "?"),
-        (" !", "!"),
-        (" ,", ","),
-        (" ' ", "'"),
-        (" n't", "n't"),
-        (" 'm", "'m"),
-        (" 's", "'s"),
-        (" 've", "'ve"),
-        (" 're", "'re"),
-    ]
-    .iter()
-    .fold(text.to_string(), |t, (from, to)| t.replace(from, to))
 }

@@ -11,7 +11,7 @@ pub(crate) fn tokens_to_string(tokens: &[&str]) -> String {
 }
 
 /// Python's `clean_up_tokenization`: plain replaces, in this order.
-pub(crate) fn clean_up_tokenization(text: &str) -> String {
+pub fn clean_up_tokenization(text: &str) -> String {
     const RULES: [(&str, &str); 10] = [
         (" .", "."),
         (" ?", "?"),

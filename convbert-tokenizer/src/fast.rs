@@ -88,6 +88,17 @@ impl ConvBertTokenizerFast {
         &self.vocab
     }
 
+    /// The options this tokenizer was built with.
+    pub fn config(&self) -> &TokenizerConfig {
+        &self.config
+    }
+
+    /// The underlying `tokenizers` pipeline, for what this API does not surface (word ids,
+    /// overflow windows of a custom truncation).
+    pub fn backend(&self) -> &Tokenizer {
+        &self.inner
+    }
+
     /// Token ids of `text` without special tokens.
     pub fn tokenize_ids(&self, text: &str) -> Result<Vec<u32>> {
         Ok(self

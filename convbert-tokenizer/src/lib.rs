@@ -38,6 +38,7 @@ mod vocab;
 mod wordpiece;
 
 pub use config::TokenizerConfig;
+pub use decode::clean_up_tokenization;
 pub use encoding::{EncodeOptions, Encoding, PaddingStrategy, Side, TruncationStrategy};
 pub use error::{Result, TokenizerError};
 pub use fast::ConvBertTokenizerFast;
