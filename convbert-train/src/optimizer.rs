@@ -91,7 +91,10 @@ impl AdamW {
 
     /// The optimised parameters (for clipping and zeroing their gradients).
     pub fn parameters(&self) -> Vec<Tensor> {
-        self.params.iter().map(|p| p.param.shallow_clone()).collect()
+        self.params
+            .iter()
+            .map(|p| p.param.shallow_clone())
+            .collect()
     }
 
     /// Names of the parameters that receive weight decay.
@@ -145,7 +148,10 @@ impl AdamW {
         let mut out = Vec::with_capacity(self.params.len() * 3);
         for p in &self.params {
             out.push((format!("exp_avg.{}", p.name), p.exp_avg.shallow_clone()));
-            out.push((format!("exp_avg_sq.{}", p.name), p.exp_avg_sq.shallow_clone()));
+            out.push((
+                format!("exp_avg_sq.{}", p.name),
+                p.exp_avg_sq.shallow_clone(),
+            ));
             out.push((format!("step.{}", p.name), Tensor::from(p.step)));
         }
         out
@@ -163,7 +169,12 @@ impl AdamW {
             if m.size() != p.param.size() || v.size() != p.param.size() {
                 return Err(TrainError::argument(
                     "optimizer state",
-                    format!("{}: shape {:?}, parameter {:?}", p.name, m.size(), p.param.size()),
+                    format!(
+                        "{}: shape {:?}, parameter {:?}",
+                        p.name,
+                        m.size(),
+                        p.param.size()
+                    ),
                 ));
             }
             tch::no_grad(|| -> Result<()> {
@@ -183,8 +194,12 @@ mod tests {
 
     #[test]
     fn hf_decay_groups() {
-        assert!(decays("convbert.encoder.layer.0.attention.self.query.weight"));
-        assert!(!decays("convbert.encoder.layer.0.attention.self.query.bias"));
+        assert!(decays(
+            "convbert.encoder.layer.0.attention.self.query.weight"
+        ));
+        assert!(!decays(
+            "convbert.encoder.layer.0.attention.self.query.bias"
+        ));
         assert!(!decays("convbert.embeddings.LayerNorm.weight"));
         assert!(!decays("model.norm.weight"));
         assert!(!decays("block.final_norm.weight"));

@@ -65,7 +65,10 @@ mod tests {
         let s = LinearSchedule::new(1.0, Warmup::Steps(2), 6);
         let lrs: Vec<f64> = (0..7).map(|i| s.lr(i)).collect();
         assert_eq!(lrs, [0.0, 0.5, 1.0, 0.75, 0.5, 0.25, 0.0]);
-        assert_eq!(LinearSchedule::new(1.0, Warmup::Ratio(0.1), 15).warmup_steps, 2);
+        assert_eq!(
+            LinearSchedule::new(1.0, Warmup::Ratio(0.1), 15).warmup_steps,
+            2
+        );
         assert_eq!(LinearSchedule::new(2.0, Warmup::default(), 4).lr(0), 2.0);
     }
 }

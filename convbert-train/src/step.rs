@@ -54,7 +54,10 @@ pub fn optimizer_step(
     };
     if grad_norm.is_infinite() {
         optimizer.zero_grad();
-        return Err(TrainError::NonFiniteLoss { step, loss: grad_norm });
+        return Err(TrainError::NonFiniteLoss {
+            step,
+            loss: grad_norm,
+        });
     }
     optimizer.step(lr)?;
     optimizer.zero_grad();

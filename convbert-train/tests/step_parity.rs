@@ -68,17 +68,28 @@ fn run_scenario(name: &str) -> (f64, f64) {
                     token_type_ids: Some(t("token_type_ids")),
                     ..Default::default()
                 };
-                let out =
-                    model.forward_t(&inputs, Some(t("labels")), &ForwardOptions::default(), true)?;
+                let out = model.forward_t(
+                    &inputs,
+                    Some(t("labels")),
+                    &ForwardOptions::default(),
+                    true,
+                )?;
                 Ok(out.loss.expect("loss"))
             },
         )
         .expect("step");
         let want = |k: &str| golden[k].double_value(&[step as i64]);
         loss_diff = loss_diff.max((outcome.loss - want("out.loss")).abs());
-        assert!((outcome.lr - want("out.lr")).abs() < 1e-15, "lr {}", outcome.lr);
+        assert!(
+            (outcome.lr - want("out.lr")).abs() < 1e-15,
+            "lr {}",
+            outcome.lr
+        );
         let norm_diff = (outcome.grad_norm - want("out.grad_norm")).abs();
-        assert!(norm_diff < 1e-5, "{name} step {step}: grad norm off by {norm_diff:e}");
+        assert!(
+            norm_diff < 1e-5,
+            "{name} step {step}: grad norm off by {norm_diff:e}"
+        );
     }
     let vars = model.var_store().variables();
     let mut worst = (0.0, String::new());
@@ -142,7 +153,11 @@ fn decay_groups_match_trainer() {
         &std::fs::read_to_string(train_dir().join("decay_names.json")).expect("names"),
     )
     .expect("json");
-    let got: Vec<String> = optimizer.decay_names().iter().map(|s| s.to_string()).collect();
+    let got: Vec<String> = optimizer
+        .decay_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     assert_eq!(got, want);
 }
 
