@@ -6,6 +6,7 @@ use tch::nn::{Init, Path};
 use tch::{Kind, Tensor};
 
 use crate::error::Result;
+use crate::primitives::linear;
 
 /// Vars `depthwise.weight` (D, 1, K), `pointwise.weight` (A, D, 1), `bias` (A, 1).
 #[derive(Debug)]
@@ -54,10 +55,11 @@ impl SeparableConv1d {
         };
         // Pointwise 1x1 conv == Linear with the (A, D) weight, then the (A, 1) bias.
         let a = self.pointwise.size()[0];
-        Ok(y.f_linear(
+        linear(
+            &y,
             &self.pointwise.f_view([a, -1])?,
-            Some(&self.bias.f_view([a])?),
-        )?)
+            &self.bias.f_view([a])?,
+        )
     }
 
     /// Depthwise cross-correlation with zero padding, as K fused multiply-adds on the
