@@ -1,10 +1,14 @@
 //! Forward throughput on the conv-bert-base shape (random weights, batch 8 x seq 128, CPU, all
-//! of libtorch's threads), fp32 and bf16, side by side with HF eager (fixtures/bench_hf.py,
-//! run with `$CONVBERT_PYTHON`, set by scripts/env.sh):
+//! of libtorch's threads), fp32 and bf16, against HF eager (fixtures/bench_hf.py --serve, run
+//! with `$CONVBERT_PYTHON`, set by scripts/env.sh):
 //!     . scripts/env.sh && cargo bench -p convbert-model --bench forward
-//! Env: BENCH_SECONDS (default 10 per measurement), BENCH_SKIP_HF=1 to time only this crate.
+//! The cores may be shared with other work, so each round times ours and HF back to back
+//! (fp32 then bf16) and the medians over the rounds are reported, with the median of the
+//! per-round ratios. Env: BENCH_SECONDS (default 4 per measurement), BENCH_ROUNDS (default 5),
+//! BENCH_SKIP_HF=1 to time only this crate.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 
 use convbert_model::{ConvBertConfig, ConvBertInputs, ConvBertModel, ForwardOptions};
@@ -49,67 +53,140 @@ fn cosine(a: &Tensor, b: &Tensor) -> f64 {
         / (a.norm().double_value(&[]) * b.norm().double_value(&[]))
 }
 
-fn main() {
-    let seconds: f64 = std::env::var("BENCH_SECONDS")
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// The HF side: a bench_hf.py --serve process answering one timing per request line.
+struct Hf {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Hf {
+    fn start(threads: i32) -> Option<Hf> {
+        let python = std::env::var("CONVBERT_PYTHON").unwrap_or_else(|_| "python3".into());
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/bench_hf.py");
+        let mut child = Command::new(&python)
+            .args([script, "--serve", "--threads", &threads.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| eprintln!("HF side skipped: {python} {script}: {e}"))
+            .ok()?;
+        let stdin = child.stdin.take()?;
+        let stdout = BufReader::new(child.stdout.take()?);
+        let mut hf = Hf {
+            child,
+            stdin,
+            stdout,
+        };
+        hf.read_json()
+            .filter(|v| v["ready"].as_bool() == Some(true))?;
+        Some(hf)
+    }
+
+    fn read_json(&mut self) -> Option<serde_json::Value> {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).ok()?;
+        serde_json::from_str(&line).ok()
+    }
+
+    fn time(&mut self, kind: &str, seconds: f64) -> Option<f64> {
+        writeln!(self.stdin, "{kind} {seconds}").ok()?;
+        self.stdin.flush().ok()?;
+        self.read_json()?["tokens_per_s"].as_f64()
+    }
+}
+
+impl Drop for Hf {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(10.0);
+        .unwrap_or(default)
+}
+
+fn main() {
+    let seconds: f64 = env_or("BENCH_SECONDS", 4.0);
+    let rounds: usize = env_or("BENCH_ROUNDS", 5);
     let threads = tch::get_num_threads();
     let _guard = tch::no_grad_guard();
-    tch::manual_seed(0);
     let cfg = ConvBertConfig::default(); // conv-bert-base shape
-    let mut vs = VarStore::new(Device::Cpu);
-    let model = ConvBertModel::new(&vs.root(), &cfg).expect("model");
-    vs.freeze();
+    let build = |kind: Kind| {
+        tch::manual_seed(0);
+        let mut vs = VarStore::new(Device::Cpu);
+        let model = ConvBertModel::new(&vs.root(), &cfg).expect("model");
+        vs.freeze();
+        vs.set_kind(kind);
+        (model, vs)
+    };
+    let (m32, _vs32) = build(Kind::Float);
+    let (m16, _vs16) = build(Kind::BFloat16);
     let ids = Tensor::randint(cfg.vocab_size, [BATCH, SEQ], (Kind::Int64, Device::Cpu));
     let mask = Tensor::ones([BATCH, SEQ], (Kind::Int64, Device::Cpu));
+    let mut hf = if std::env::var("BENCH_SKIP_HF").is_ok() {
+        None
+    } else {
+        Hf::start(threads)
+    };
 
-    let (fp32, out32) = tokens_per_s(&model, &ids, &mask, seconds);
-    vs.bfloat16();
-    let (bf16, out16) = tokens_per_s(&model, &ids, &mask, seconds);
-    let cos = cosine(&out16, &out32);
-    println!("convbert-model  threads {threads}  batch {BATCH} x seq {SEQ}");
-    println!("  ours fp32: {fp32:>9.1} tokens/s");
-    println!("  ours bf16: {bf16:>9.1} tokens/s   (last_hidden_state cosine vs fp32: {cos:.6})");
-
-    if std::env::var("BENCH_SKIP_HF").is_ok() {
+    // [ours fp32, HF fp32, ours bf16, HF bf16] per round.
+    let mut t: [Vec<f64>; 4] = Default::default();
+    let mut cos = f64::NAN;
+    for round in 0..rounds {
+        let (o32, out32) = tokens_per_s(&m32, &ids, &mask, seconds);
+        let h32 = hf.as_mut().and_then(|h| h.time("fp32", seconds));
+        let (o16, out16) = tokens_per_s(&m16, &ids, &mask, seconds);
+        let h16 = hf.as_mut().and_then(|h| h.time("bf16", seconds));
+        cos = cosine(&out16, &out32);
+        let row = [Some(o32), h32, Some(o16), h16];
+        for (v, x) in t.iter_mut().zip(row) {
+            v.extend(x);
+        }
+        let show = |x: Option<f64>| x.map_or("-".into(), |x| format!("{x:.1}"));
+        println!(
+            "round {round}: fp32 ours {} HF {}   bf16 ours {} HF {}",
+            show(Some(o32)),
+            show(h32),
+            show(Some(o16)),
+            show(h16)
+        );
+    }
+    let ratio = |a: &[f64], b: &[f64]| {
+        let r: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
+        median(&r)
+    };
+    println!("convbert-model  threads {threads}  batch {BATCH} x seq {SEQ}  {rounds} rounds x {seconds} s, medians");
+    println!("  ours fp32: {:>9.1} tokens/s", median(&t[0]));
+    println!(
+        "  ours bf16: {:>9.1} tokens/s   (last_hidden_state cosine vs fp32: {cos:.6})",
+        median(&t[2])
+    );
+    if t[1].is_empty() {
         return;
     }
-    let python = std::env::var("CONVBERT_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/bench_hf.py");
-    let out = Command::new(&python)
-        .args([
-            script,
-            "--threads",
-            &threads.to_string(),
-            "--seconds",
-            &seconds.to_string(),
-        ])
-        .output();
-    let parsed = out.ok().filter(|o| o.status.success()).and_then(|o| {
-        let line = String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .last()?
-            .to_string();
-        serde_json::from_str::<serde_json::Value>(&line).ok()
-    });
-    match parsed {
-        Some(hf) => {
-            let (h32, h16) = (
-                hf["fp32"].as_f64().unwrap_or(f64::NAN),
-                hf["bf16"].as_f64().unwrap_or(f64::NAN),
-            );
-            println!(
-                "  HF   fp32: {h32:>9.1} tokens/s   ours/HF = {:.2}x",
-                fp32 / h32
-            );
-            println!(
-                "  HF   bf16: {h16:>9.1} tokens/s   ours/HF = {:.2}x",
-                bf16 / h16
-            );
-        }
-        None => {
-            println!("  HF side skipped: could not run {python} {script} (set CONVBERT_PYTHON)")
-        }
-    }
+    println!(
+        "  HF   fp32: {:>9.1} tokens/s   ours/HF = {:.2}x",
+        median(&t[1]),
+        ratio(&t[0], &t[1])
+    );
+    println!(
+        "  HF   bf16: {:>9.1} tokens/s   ours/HF = {:.2}x",
+        median(&t[3]),
+        ratio(&t[2], &t[3])
+    );
 }
