@@ -8,7 +8,7 @@ use tch::Tensor;
 
 use crate::config::ConvBertConfig;
 use crate::error::Result;
-use crate::primitives::{dropout, LayerNorm, Linear};
+use crate::primitives::{dropout, linear, LayerNorm, Linear};
 use crate::separable_conv::SeparableConv1d;
 
 /// Per-call context shared by all layers.
@@ -71,16 +71,12 @@ impl ConvBertSelfAttention {
     ) -> Result<(Tensor, Option<Tensor>)> {
         let (b, l) = (x.size()[0], x.size()[1]);
         let (h, d) = (self.heads, self.head_size);
-        let q = self.query.forward(x)?;
-        let conv = self.dynamic_conv(x, &q, ctx.keep)?; // (B, L, H, d)
+        let [q, k, v, u] = self.projections(x)?;
+        let conv = self.dynamic_conv(x, &q, u, ctx.keep)?; // (B, L, H, d)
 
         let split =
             |t: Tensor| -> Result<Tensor> { Ok(t.f_view([b, l, h, d])?.f_transpose(1, 2)?) };
-        let (qh, kh, vh) = (
-            split(q)?,
-            split(self.key.forward(x)?)?,
-            split(self.value.forward(x)?)?,
-        );
+        let (qh, kh, vh) = (split(q)?, split(k)?, split(v)?);
         let (context, probs) = if ctx.output_attentions || head_mask.is_some() || ctx.train {
             let scores = qh
                 .f_matmul(&kh.f_transpose(-1, -2)?)?
@@ -120,9 +116,44 @@ impl ConvBertSelfAttention {
         Ok((context, probs))
     }
 
+    /// query, key, value and conv_out_layer of x, each (B, L, A). Without grads (inference) the
+    /// four share one GEMM on the concatenated weights (a concatenation costs little next to the
+    /// GEMM, and nothing is cached that could go stale when weights change), split by views.
+    fn projections(&self, x: &Tensor) -> Result<[Tensor; 4]> {
+        let parts = [&self.query, &self.key, &self.value, &self.conv_out_layer];
+        let needs_grad = x.requires_grad()
+            || parts
+                .iter()
+                .any(|p| p.weight.requires_grad() || p.bias.requires_grad());
+        if needs_grad {
+            return Ok([
+                parts[0].forward(x)?,
+                parts[1].forward(x)?,
+                parts[2].forward(x)?,
+                parts[3].forward(x)?,
+            ]);
+        }
+        let w = Tensor::f_cat(&parts.map(|p| &p.weight), 0)?;
+        let bias = Tensor::f_cat(&parts.map(|p| &p.bias), 0)?;
+        let y = linear(x, &w, &bias)?;
+        let a = self.heads * self.head_size;
+        Ok([
+            y.f_narrow(-1, 0, a)?,
+            y.f_narrow(-1, a, a)?,
+            y.f_narrow(-1, 2 * a, a)?,
+            y.f_narrow(-1, 3 * a, a)?,
+        ])
+    }
+
     /// Span-based dynamic convolution: kernels softmax(conv_kernel_layer(Ks ⊙ Q)) over K taps,
-    /// applied to windows of conv_out_layer(x). q (B, L, A) -> (B, L, H, d).
-    fn dynamic_conv(&self, x: &Tensor, q: &Tensor, keep: Option<&Tensor>) -> Result<Tensor> {
+    /// applied to windows of u = conv_out_layer(x). q, u (B, L, A) -> (B, L, H, d).
+    fn dynamic_conv(
+        &self,
+        x: &Tensor,
+        q: &Tensor,
+        mut u: Tensor,
+        keep: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let (b, l) = (x.size()[0], x.size()[1]);
         let (h, d, k) = (self.heads, self.head_size, self.kernel);
         let pad = (k - 1) / 2;
@@ -136,7 +167,6 @@ impl ConvBertSelfAttention {
         let logits = self.conv_kernel_layer.forward(&key_conv.f_mul(q)?)?; // (B, L, H*K)
         let pi = logits.f_view([b, l, h, k])?;
         let pi = pi.f_softmax(-1, pi.kind())?;
-        let mut u = self.conv_out_layer.forward(x)?; // (B, L, A)
         if let Some(m) = keep {
             u = u.f_mul(m)?;
         }
