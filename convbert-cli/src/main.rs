@@ -11,6 +11,7 @@ mod forward;
 mod ner;
 mod qa;
 mod tokenize;
+mod train;
 
 use std::process::ExitCode;
 
@@ -30,11 +31,14 @@ enum Command {
     Tokenize(tokenize::TokenizeArgs),
     #[command(flatten)]
     Model(commands::ModelCommand),
+    /// Train a task head (HF Trainer parity): classification, NER, QA, multiple choice, MLM
+    Train(train::TrainArgs),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Tokenize(args) => tokenize::main(&args),
         Command::Model(cmd) => cmd.run(),
+        Command::Train(args) => train::main(&args),
     }
 }

@@ -252,7 +252,7 @@ pub fn train(
         let last = done == max_steps;
         let epoch = (done * accum) as f64 / per_epoch as f64;
         let mut entry = None;
-        if done % args.logging_steps.max(1) == 0 || last {
+        if done.is_multiple_of(args.logging_steps.max(1)) || last {
             entry = Some(LogEntry {
                 step: done,
                 epoch,
@@ -266,7 +266,7 @@ pub fn train(
             (window_examples, window_time) = (0, 0.0);
         }
         if let Some(data) =
-            eval.filter(|_| last || args.eval_steps.is_some_and(|n| n > 0 && done % n == 0))
+            eval.filter(|_| last || args.eval_steps.is_some_and(|n| n > 0 && done.is_multiple_of(n)))
         {
             let result = evaluate(model, data, collator, args.eval_batch_size, args.device)?;
             let e = entry.get_or_insert_with(|| LogEntry {
@@ -300,7 +300,7 @@ pub fn train(
             }
             state.log_history.push(e);
         }
-        if last || args.save_steps.is_some_and(|n| n > 0 && done % n == 0) {
+        if last || args.save_steps.is_some_and(|n| n > 0 && done.is_multiple_of(n)) {
             save_checkpoint(out_dir, model, &optimizer, &state, args.save_total_limit)?;
         }
         if let Some(bar) = &bar {

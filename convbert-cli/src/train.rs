@@ -1,0 +1,301 @@
+//! `convbert train`: fine-tunes a ConvBERT head (or trains one from a config) on a task's data with
+//! `convbert-train` (HF Trainer parity), writing checkpoints, `train_log.jsonl`, `loss_curve.svg`,
+//! the final model and the tokenizer's vocab.txt into `--output`; prints a JSON summary.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use convbert_model::{checkpoint, ConvBertConfig};
+use convbert_tokenizer::{ConvBertTokenizer, TokenizerConfig};
+use convbert_train::data::{read_dataset, DataOptions, Task};
+use convbert_train::{train, AdamWConfig, Collator, MlmMasking, TaskModel, TrainingArgs, Warmup};
+use serde_json::{json, Map, Value};
+use tch::Device;
+
+/// Arguments of `convbert train` (hyper-parameter defaults are HF TrainingArguments').
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// text-classification | token-classification | question-answering | multiple-choice | masked-lm
+    #[arg(long)]
+    task: String,
+    /// Checkpoint directory or HF model id (local cache) to start from
+    #[arg(long, required_unless_present = "config")]
+    model: Option<PathBuf>,
+    /// config.json of a model trained from scratch (or replacing the checkpoint's)
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// vocab.txt or tokenizer.json (default: the model's, else bert-base-uncased)
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Training data (JSONL, CSV, SQuAD JSON or text lines, by task)
+    #[arg(long)]
+    train: PathBuf,
+    /// Evaluation data, same format
+    #[arg(long)]
+    eval: Option<PathBuf>,
+    /// Output directory
+    #[arg(long)]
+    output: PathBuf,
+    #[arg(long, default_value_t = 5e-5)]
+    learning_rate: f64,
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f64,
+    #[arg(long, default_value_t = 0.9)]
+    adam_beta1: f64,
+    #[arg(long, default_value_t = 0.999)]
+    adam_beta2: f64,
+    #[arg(long, default_value_t = 1e-8)]
+    adam_epsilon: f64,
+    /// Warm-up steps (overrides --warmup-ratio)
+    #[arg(long)]
+    warmup_steps: Option<usize>,
+    #[arg(long, default_value_t = 0.0)]
+    warmup_ratio: f64,
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+    /// Total optimizer steps (overrides --epochs)
+    #[arg(long)]
+    max_steps: Option<usize>,
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 8)]
+    eval_batch_size: usize,
+    #[arg(long, default_value_t = 1)]
+    gradient_accumulation_steps: usize,
+    /// 0 disables clipping
+    #[arg(long, default_value_t = 1.0)]
+    max_grad_norm: f64,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long, default_value_t = 500)]
+    logging_steps: usize,
+    #[arg(long)]
+    eval_steps: Option<usize>,
+    #[arg(long)]
+    save_steps: Option<usize>,
+    #[arg(long)]
+    save_total_limit: Option<usize>,
+    #[arg(long)]
+    threads: Option<usize>,
+    /// cpu | cuda | cuda:N
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// fp16 autocast on CUDA
+    #[arg(long)]
+    mixed_precision: bool,
+    #[arg(long, default_value_t = 128)]
+    max_length: usize,
+    /// QA: overlap of context windows in tokens
+    #[arg(long, default_value_t = 32)]
+    doc_stride: usize,
+    #[arg(long, default_value_t = 0.15)]
+    mlm_probability: f64,
+    /// MLM: mask whole words
+    #[arg(long)]
+    whole_word_mask: bool,
+    /// A checkpoint-<step> directory of an earlier run with the same arguments
+    #[arg(long)]
+    resume_from: Option<PathBuf>,
+    /// No progress bar
+    #[arg(long)]
+    no_progress: bool,
+}
+
+/// Runs `convbert train`; errors go to stderr with exit code 1 (2 for bad arguments).
+pub fn main(args: &TrainArgs) -> ExitCode {
+    match run(args) {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err((code, message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+type CliResult<T> = Result<T, (u8, String)>;
+
+fn failed(e: impl std::fmt::Display) -> (u8, String) {
+    (1, e.to_string())
+}
+
+fn device(s: &str) -> CliResult<Device> {
+    match s {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Ok(Device::Cuda(0)),
+        other => other
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse().ok())
+            .map(Device::Cuda)
+            .ok_or((2, format!("unknown device {other:?}"))),
+    }
+}
+
+fn load_tokenizer(
+    explicit: Option<&Path>,
+    model_dir: Option<&Path>,
+) -> CliResult<ConvBertTokenizer> {
+    let candidates: Vec<PathBuf> = match (explicit, model_dir) {
+        (Some(p), _) => vec![p.to_path_buf()],
+        (None, Some(d)) => vec![d.join("tokenizer.json"), d.join("vocab.txt")],
+        (None, None) => Vec::new(),
+    };
+    for path in candidates
+        .iter()
+        .filter(|p| p.exists() || explicit.is_some())
+    {
+        let is_json = path.extension().is_some_and(|e| e == "json");
+        return if is_json {
+            ConvBertTokenizer::from_tokenizer_json(path)
+        } else {
+            ConvBertTokenizer::from_vocab_file(path, TokenizerConfig::default())
+        }
+        .map_err(failed);
+    }
+    ConvBertTokenizer::bert_base_uncased().map_err(failed)
+}
+
+/// The label names of the model config, unless they are HF's placeholders `LABEL_i`.
+fn config_labels(config: &ConvBertConfig) -> Option<Vec<String>> {
+    let Some(Value::Object(m)) = config.extra.get("id2label") else {
+        return None;
+    };
+    let mut pairs: Vec<(i64, String)> = m
+        .iter()
+        .filter_map(|(k, v)| Some((k.parse().ok()?, v.as_str()?.to_string())))
+        .collect();
+    pairs.sort();
+    let names: Vec<String> = pairs.into_iter().map(|(_, n)| n).collect();
+    let placeholders = names
+        .iter()
+        .enumerate()
+        .all(|(i, n)| *n == format!("LABEL_{i}"));
+    (!placeholders).then_some(names)
+}
+
+fn set_labels(config: &mut ConvBertConfig, names: &[String]) {
+    let id2label: Map<String, Value> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (i.to_string(), Value::from(n.as_str())))
+        .collect();
+    let label2id: Map<String, Value> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.clone(), Value::from(i)))
+        .collect();
+    config
+        .extra
+        .insert("id2label".into(), Value::Object(id2label));
+    config
+        .extra
+        .insert("label2id".into(), Value::Object(label2id));
+    config.extra.remove("num_labels");
+}
+
+fn run(a: &TrainArgs) -> CliResult<String> {
+    let task = Task::parse(&a.task).map_err(|e| (2, e.to_string()))?;
+    let device = device(&a.device)?;
+    let model_dir = a
+        .model
+        .as_deref()
+        .map(checkpoint::locate)
+        .transpose()
+        .map_err(failed)?;
+    let config_path = match (&a.config, &model_dir) {
+        (Some(c), _) => c.clone(),
+        (None, Some(d)) => d.join("config.json"),
+        (None, None) => return Err((2, "give --model or --config".into())),
+    };
+    let mut config = ConvBertConfig::from_file(&config_path).map_err(failed)?;
+    let tokenizer = load_tokenizer(a.tokenizer.as_deref(), model_dir.as_deref())?;
+    let classifies = matches!(task, Task::TextClassification | Task::TokenClassification);
+    let mut options = DataOptions {
+        max_length: a.max_length,
+        doc_stride: a.doc_stride,
+        label_names: if classifies {
+            config_labels(&config)
+        } else {
+            None
+        },
+    };
+    let train_set = read_dataset(task, &a.train, &tokenizer, &options).map_err(failed)?;
+    if classifies {
+        options.label_names = Some(train_set.label_names.clone());
+        set_labels(&mut config, &train_set.label_names);
+    }
+    let eval_set = a
+        .eval
+        .as_ref()
+        .map(|p| read_dataset(task, p, &tokenizer, &options))
+        .transpose()
+        .map_err(failed)?;
+    let model = match &model_dir {
+        Some(dir) => TaskModel::from_pretrained(task, dir, config, device),
+        None => TaskModel::from_config(task, config, device),
+    }
+    .map_err(failed)?;
+    let vocab = tokenizer.vocab();
+    let token = |t: &str| {
+        vocab
+            .token_to_id(t)
+            .map(i64::from)
+            .ok_or_else(|| failed(format!("no {t} in the vocabulary")))
+    };
+    let cfg = tokenizer.config();
+    let collator = Collator {
+        pad_id: token(&cfg.pad_token)?,
+        mlm: match task {
+            Task::MaskedLm => Some(MlmMasking {
+                probability: a.mlm_probability,
+                whole_word: a.whole_word_mask,
+                mask_id: token(&cfg.mask_token)?,
+                vocab_size: model.config().vocab_size,
+            }),
+            _ => None,
+        },
+    };
+    let args = TrainingArgs {
+        output_dir: a.output.clone(),
+        learning_rate: a.learning_rate,
+        adam: AdamWConfig {
+            beta1: a.adam_beta1,
+            beta2: a.adam_beta2,
+            eps: a.adam_epsilon,
+            weight_decay: a.weight_decay,
+        },
+        warmup: a
+            .warmup_steps
+            .map_or(Warmup::Ratio(a.warmup_ratio), Warmup::Steps),
+        num_train_epochs: a.epochs,
+        max_steps: a.max_steps,
+        train_batch_size: a.batch_size,
+        eval_batch_size: a.eval_batch_size,
+        gradient_accumulation_steps: a.gradient_accumulation_steps,
+        max_grad_norm: a.max_grad_norm,
+        seed: a.seed,
+        logging_steps: a.logging_steps,
+        eval_steps: a.eval_steps,
+        save_steps: a.save_steps,
+        save_total_limit: a.save_total_limit,
+        threads: a.threads,
+        device,
+        mixed_precision: a.mixed_precision,
+        progress: !a.no_progress,
+        resume_from: a.resume_from.clone(),
+    };
+    let out = train(&model, &train_set, eval_set.as_ref(), &collator, &args).map_err(failed)?;
+    tokenizer.save_vocabulary(&a.output, None).map_err(failed)?;
+    let summary = json!({
+        "global_step": out.global_step,
+        "train_loss": out.train_loss,
+        "train_examples": train_set.len(),
+        "examples_per_second": out.examples_per_second,
+        "eval_loss": out.eval.as_ref().map(|e| e.loss),
+        "eval_metrics": out.eval.as_ref().map(|e| e.metrics.clone()),
+        "output": a.output,
+    });
+    Ok(summary.to_string())
+}
