@@ -43,7 +43,9 @@ impl SeparableConv1d {
 
     /// x (B, L, D) -> (B, L, A).
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = if matches!(x.kind(), Kind::Float | Kind::Double) {
+        let y = if !x.requires_grad() && !self.depthwise.requires_grad() {
+            self.depthwise_channels_last(x)?
+        } else if matches!(x.kind(), Kind::Float | Kind::Double) {
             self.depthwise_shifted(x)?
         } else {
             // Reduced precision: oneDNN's depthwise conv is faster than K element-wise passes.
@@ -60,6 +62,21 @@ impl SeparableConv1d {
             &self.pointwise.f_view([a, -1])?,
             &self.bias.f_view([a])?,
         )
+    }
+
+    /// Inference: the depthwise conv as a (K, 1) conv2d on a channels-last (B, D, L, 1) view of
+    /// x, which oneDNN runs without the transposes and copies of the (B, D, L) conv1d layout
+    /// (several times faster in fp32 and bf16; same results as conv1d). (B, L, D) -> (B, L, D).
+    fn depthwise_channels_last(&self, x: &Tensor) -> Result<Tensor> {
+        let size = x.size();
+        let (b, len, channels) = (size[0], size[1], size[2]);
+        let x4 = x
+            .f_reshape([b, len, 1, channels])?
+            .f_permute([0, 3, 1, 2])?;
+        let w = self.depthwise.f_view([channels, 1, self.kernel, 1])?;
+        let pad = self.kernel / 2;
+        let y = x4.f_conv2d(&w, None::<&Tensor>, [1, 1], [pad, 0], [1, 1], channels)?;
+        Ok(y.f_permute([0, 2, 3, 1])?.f_reshape([b, len, channels])?)
     }
 
     /// Depthwise cross-correlation with zero padding, as K fused multiply-adds on the
