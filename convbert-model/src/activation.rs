@@ -51,6 +51,18 @@ impl Activation {
         })
     }
 
+    /// Like [`Activation::apply`], but may overwrite `x`: erf GELU (the default) runs in place
+    /// when nothing needs `x` for a gradient, saving an allocation of the FFN's widest tensor.
+    pub fn apply_owned(self, x: Tensor) -> Result<Tensor> {
+        match self {
+            Activation::Gelu if !x.requires_grad() => {
+                let mut x = x;
+                Ok(x.f_gelu_("none")?)
+            }
+            _ => self.apply(&x),
+        }
+    }
+
     /// Applies the activation element-wise; any shape, any float kind.
     pub fn apply(self, x: &Tensor) -> Result<Tensor> {
         Ok(match self {

@@ -8,7 +8,7 @@ use tch::Tensor;
 
 use crate::config::ConvBertConfig;
 use crate::error::Result;
-use crate::primitives::{dropout, linear, LayerNorm, Linear};
+use crate::primitives::{add_owned, dropout, linear, LayerNorm, Linear};
 use crate::separable_conv::SeparableConv1d;
 
 /// Per-call context shared by all layers.
@@ -206,7 +206,7 @@ impl ConvBertSelfOutput {
 
     pub(crate) fn forward(&self, r: &Tensor, x: &Tensor, train: bool) -> Result<Tensor> {
         let y = dropout(self.dense.forward(r)?, self.dropout, train)?;
-        self.layer_norm.forward(&y.f_add(x)?)
+        self.layer_norm.forward(&add_owned(y, x)?)
     }
 }
 

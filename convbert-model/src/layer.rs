@@ -10,7 +10,7 @@ use crate::attention::{AttentionContext, ConvBertAttention};
 use crate::config::ConvBertConfig;
 use crate::error::Result;
 use crate::grouped_linear::FfnDense;
-use crate::primitives::{dropout, LayerNorm};
+use crate::primitives::{add_owned, dropout, LayerNorm};
 
 #[derive(Debug)]
 pub(crate) struct ConvBertLayer {
@@ -52,8 +52,10 @@ impl ConvBertLayer {
         ctx: &AttentionContext,
     ) -> Result<(Tensor, Option<Tensor>)> {
         let (a, probs) = self.attention.forward(x, head_mask, ctx)?;
-        let u = self.activation.apply(&self.intermediate.forward(&a)?)?;
+        let u = self
+            .activation
+            .apply_owned(self.intermediate.forward(&a)?)?;
         let y = dropout(self.output.forward(&u)?, self.dropout, ctx.train)?;
-        Ok((self.output_layer_norm.forward(&y.f_add(&a)?)?, probs))
+        Ok((self.output_layer_norm.forward(&add_owned(y, &a)?)?, probs))
     }
 }

@@ -99,6 +99,16 @@ impl LayerNorm {
     }
 }
 
+/// x + y, in place in x's buffer when nothing needs x for a gradient (x is then consumed).
+pub(crate) fn add_owned(x: Tensor, y: &Tensor) -> Result<Tensor> {
+    if x.requires_grad() || y.requires_grad() {
+        Ok(x.f_add(y)?)
+    } else {
+        let mut x = x;
+        Ok(x.f_add_(y)?)
+    }
+}
+
 /// Dropout active only in training (`train == true`), like `nn.Dropout` in train/eval mode.
 pub(crate) fn dropout(x: Tensor, p: f64, train: bool) -> Result<Tensor> {
     if train && p > 0.0 {
