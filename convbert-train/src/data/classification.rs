@@ -1,14 +1,16 @@
 //! Text classification data: `{"text": .., "text_pair": .. (optional), "label": ..}` per JSON line,
 //! or a CSV file with `text[,text_pair],label` columns and a header; labels are names or integers.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 
 use convbert_tokenizer::ConvBertTokenizer;
 use serde::Deserialize;
 
 use super::reader::{data_error, read_jsonl};
-use super::{label_index, truncating, DataOptions, Dataset, Encoded, Example, Target, Task};
+use super::{
+    label_index, sorted_label_names, truncating, DataOptions, Dataset, Encoded, Example, Target,
+    Task,
+};
 use crate::error::{Result, TrainError};
 
 #[derive(Debug, Deserialize)]
@@ -34,26 +36,34 @@ fn read_records(path: &Path) -> Result<Vec<(usize, Record)>> {
     if !is_csv {
         return read_jsonl(path);
     }
-    let mut reader = csv::Reader::from_path(path).map_err(|e| data_error(path, 0, e))?;
+    let mut reader = csv::Reader::from_path(path).map_err(|e| data_error(path, 1, e))?;
+    let headers = reader
+        .headers()
+        .map_err(|e| data_error(path, 1, e))?
+        .clone();
+    let column = |name: &str| headers.iter().position(|h| h.trim() == name);
+    let (text, pair, label) = match (column("text"), column("text_pair"), column("label")) {
+        (Some(t), p, Some(l)) => (t, p, l),
+        _ => {
+            let reason = format!("the header {headers:?} needs `text` and `label` columns");
+            return Err(data_error(path, 1, reason));
+        }
+    };
     let mut out = Vec::new();
-    for row in reader.deserialize::<std::collections::HashMap<String, String>>() {
+    for row in reader.records() {
         let row = row.map_err(|e| {
             let line = e.position().map_or(0, |p| p.line() as usize);
             data_error(path, line, e)
         })?;
-        // A CSV record starts on the line after the header, counted by the reader.
-        let line = out.len() + 2;
-        let field = |name: &str| {
-            row.get(name)
-                .cloned()
-                .ok_or_else(|| data_error(path, line, format!("no `{name}` column")))
-        };
+        // The line the record starts on (quoted fields may span lines).
+        let line = row.position().map_or(0, |p| p.line() as usize);
+        let field = |i: usize| row.get(i).unwrap_or_default().to_string();
         out.push((
             line,
             Record {
-                text: field("text")?,
-                text_pair: row.get("text_pair").cloned().filter(|s| !s.is_empty()),
-                label: serde_json::Value::String(field("label")?),
+                text: field(text),
+                text_pair: pair.map(field).filter(|s| !s.is_empty()),
+                label: serde_json::Value::String(field(label)),
             },
         ));
     }
@@ -75,12 +85,7 @@ pub fn read_classification(
     }
     let names = match &options.label_names {
         Some(n) => n.clone(),
-        None => labels
-            .iter()
-            .cloned()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect(),
+        None => sorted_label_names(&labels),
     };
     let opts = truncating(options.max_length);
     let mut examples = Vec::with_capacity(records.len());

@@ -178,6 +178,25 @@ pub(crate) fn truncating(max_length: usize) -> EncodeOptions {
     }
 }
 
+/// The distinct labels, sorted: numerically when every label is an integer (so that class `10`
+/// comes after `2` and integer labels keep their index), by name otherwise.
+pub(crate) fn sorted_label_names<'a>(labels: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+    let names: Vec<String> = labels
+        .into_iter()
+        .cloned()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let numbers: Option<Vec<i64>> = names.iter().map(|n| n.parse().ok()).collect();
+    match numbers {
+        Some(mut n) => {
+            n.sort_unstable();
+            n.iter().map(i64::to_string).collect()
+        }
+        None => names,
+    }
+}
+
 /// Index of `label` in `names`, or a data error naming the known labels.
 pub(crate) fn label_index(names: &[String], label: &str, path: &Path, line: usize) -> Result<i64> {
     names

@@ -2,14 +2,15 @@
 //! split into word pieces; its first piece carries the tag, the others and the special tokens -100
 //! (the `label_all_tokens=False` rule of HF's run_ner.py).
 
-use std::collections::BTreeSet;
 use std::path::Path;
 
 use convbert_tokenizer::ConvBertTokenizer;
 use serde::Deserialize;
 
 use super::reader::{data_error, read_jsonl};
-use super::{label_index, DataOptions, Dataset, Encoded, Example, Target, Task};
+use super::{
+    label_index, sorted_label_names, DataOptions, Dataset, Encoded, Example, Target, Task,
+};
 use crate::error::{Result, TrainError};
 
 /// The ignored label of HF's losses.
@@ -30,10 +31,7 @@ pub fn read_token_classification(
     let records: Vec<(usize, Record)> = read_jsonl(path)?;
     let names = match &options.label_names {
         Some(n) => n.clone(),
-        None => {
-            let all = records.iter().flat_map(|(_, r)| r.tags.iter().cloned());
-            all.collect::<BTreeSet<_>>().into_iter().collect()
-        }
+        None => sorted_label_names(records.iter().flat_map(|(_, r)| &r.tags)),
     };
     let vocab = tokenizer.vocab();
     let special = |t: &str| vocab.token_to_id(t).map(i64::from);
