@@ -48,6 +48,9 @@ pub enum TrainError {
     /// The loss became NaN or infinite; nothing was saved from that step.
     #[error("the loss is {loss} at step {step}; training stopped before the weights were updated")]
     NonFiniteLoss { step: usize, loss: f64 },
+    /// The gradient norm became NaN or infinite (seen when clipping); nothing was updated.
+    #[error("the gradient norm is {norm} at step {step}; training stopped before the weights were updated")]
+    NonFiniteGradient { step: usize, norm: f64 },
     /// A checkpoint to resume from that does not fit the run (missing state, other parameters).
     #[error("cannot resume from {path}: {reason}")]
     Resume { path: PathBuf, reason: String },

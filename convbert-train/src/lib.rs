@@ -25,6 +25,7 @@ mod optimizer;
 mod schedule;
 mod step;
 mod trainer;
+mod validate;
 
 pub use checkpoint::{checkpoints, LogEntry, TrainerState};
 pub use clip::clip_grad_norm;

@@ -21,7 +21,8 @@ pub struct StepOutcome {
 
 /// Runs `accumulation` micro-batches through `loss_of` (a scalar training loss per micro-batch
 /// index), then clips (when `max_grad_norm` is positive) and updates with AdamW at `lr`.
-/// A NaN or infinite loss stops before any weight changes (`step` names it in the error).
+/// A NaN or infinite loss, or (when clipping) gradient norm, stops before any weight changes
+/// (`step` names it in the error).
 pub fn optimizer_step(
     optimizer: &mut AdamW,
     lr: f64,
@@ -52,11 +53,11 @@ pub fn optimizer_step(
     } else {
         f64::NAN
     };
-    if grad_norm.is_infinite() {
+    if max_grad_norm > 0.0 && !grad_norm.is_finite() {
         optimizer.zero_grad();
-        return Err(TrainError::NonFiniteLoss {
+        return Err(TrainError::NonFiniteGradient {
             step,
-            loss: grad_norm,
+            norm: grad_norm,
         });
     }
     optimizer.step(lr)?;

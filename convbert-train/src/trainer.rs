@@ -135,15 +135,7 @@ pub fn train(
     if train.is_empty() {
         return Err(arg("train", "the training set is empty"));
     }
-    if args.train_batch_size == 0
-        || args.eval_batch_size == 0
-        || args.gradient_accumulation_steps == 0
-    {
-        return Err(arg(
-            "batch sizes",
-            "batch sizes and accumulation steps must be at least 1",
-        ));
-    }
+    args.validate()?;
     if let Some(t) = args.threads {
         tch::set_num_threads(t as i32);
     }
@@ -265,9 +257,11 @@ pub fn train(
             since_log.clear();
             (window_examples, window_time) = (0, 0.0);
         }
-        if let Some(data) =
-            eval.filter(|_| last || args.eval_steps.is_some_and(|n| n > 0 && done.is_multiple_of(n)))
-        {
+        if let Some(data) = eval.filter(|_| {
+            last || args
+                .eval_steps
+                .is_some_and(|n| n > 0 && done.is_multiple_of(n))
+        }) {
             let result = evaluate(model, data, collator, args.eval_batch_size, args.device)?;
             let e = entry.get_or_insert_with(|| LogEntry {
                 step: done,
@@ -300,7 +294,11 @@ pub fn train(
             }
             state.log_history.push(e);
         }
-        if last || args.save_steps.is_some_and(|n| n > 0 && done.is_multiple_of(n)) {
+        if last
+            || args
+                .save_steps
+                .is_some_and(|n| n > 0 && done.is_multiple_of(n))
+        {
             save_checkpoint(out_dir, model, &optimizer, &state, args.save_total_limit)?;
         }
         if let Some(bar) = &bar {
