@@ -32,7 +32,7 @@ enum Command {
     #[command(flatten)]
     Model(commands::ModelCommand),
     /// Train a task head (HF Trainer parity): classification, NER, QA, multiple choice, MLM
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
 }
 
 fn main() -> ExitCode {

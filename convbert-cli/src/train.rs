@@ -142,10 +142,8 @@ fn load_tokenizer(
         (None, Some(d)) => vec![d.join("tokenizer.json"), d.join("vocab.txt")],
         (None, None) => Vec::new(),
     };
-    for path in candidates
-        .iter()
-        .filter(|p| p.exists() || explicit.is_some())
-    {
+    let found = candidates.iter().find(|p| p.exists() || explicit.is_some());
+    if let Some(path) = found {
         let is_json = path.extension().is_some_and(|e| e == "json");
         return if is_json {
             ConvBertTokenizer::from_tokenizer_json(path)
@@ -195,9 +193,44 @@ fn set_labels(config: &mut ConvBertConfig, names: &[String]) {
     config.extra.remove("num_labels");
 }
 
+/// The library's training arguments for the command line's.
+fn training_args(a: &TrainArgs, device: Device) -> TrainingArgs {
+    TrainingArgs {
+        output_dir: a.output.clone(),
+        learning_rate: a.learning_rate,
+        adam: AdamWConfig {
+            beta1: a.adam_beta1,
+            beta2: a.adam_beta2,
+            eps: a.adam_epsilon,
+            weight_decay: a.weight_decay,
+        },
+        warmup: a
+            .warmup_steps
+            .map_or(Warmup::Ratio(a.warmup_ratio), Warmup::Steps),
+        num_train_epochs: a.epochs,
+        max_steps: a.max_steps,
+        train_batch_size: a.batch_size,
+        eval_batch_size: a.eval_batch_size,
+        gradient_accumulation_steps: a.gradient_accumulation_steps,
+        max_grad_norm: a.max_grad_norm,
+        seed: a.seed,
+        logging_steps: a.logging_steps,
+        eval_steps: a.eval_steps,
+        save_steps: a.save_steps,
+        save_total_limit: a.save_total_limit,
+        threads: a.threads,
+        device,
+        mixed_precision: a.mixed_precision,
+        progress: !a.no_progress,
+        resume_from: a.resume_from.clone(),
+    }
+}
+
 fn run(a: &TrainArgs) -> CliResult<String> {
     let task = Task::parse(&a.task).map_err(|e| (2, e.to_string()))?;
     let device = device(&a.device)?;
+    let args = training_args(a, device);
+    args.validate().map_err(|e| (2, e.to_string()))?;
     let model_dir = a
         .model
         .as_deref()
@@ -256,35 +289,6 @@ fn run(a: &TrainArgs) -> CliResult<String> {
             }),
             _ => None,
         },
-    };
-    let args = TrainingArgs {
-        output_dir: a.output.clone(),
-        learning_rate: a.learning_rate,
-        adam: AdamWConfig {
-            beta1: a.adam_beta1,
-            beta2: a.adam_beta2,
-            eps: a.adam_epsilon,
-            weight_decay: a.weight_decay,
-        },
-        warmup: a
-            .warmup_steps
-            .map_or(Warmup::Ratio(a.warmup_ratio), Warmup::Steps),
-        num_train_epochs: a.epochs,
-        max_steps: a.max_steps,
-        train_batch_size: a.batch_size,
-        eval_batch_size: a.eval_batch_size,
-        gradient_accumulation_steps: a.gradient_accumulation_steps,
-        max_grad_norm: a.max_grad_norm,
-        seed: a.seed,
-        logging_steps: a.logging_steps,
-        eval_steps: a.eval_steps,
-        save_steps: a.save_steps,
-        save_total_limit: a.save_total_limit,
-        threads: a.threads,
-        device,
-        mixed_precision: a.mixed_precision,
-        progress: !a.no_progress,
-        resume_from: a.resume_from.clone(),
     };
     let out = train(&model, &train_set, eval_set.as_ref(), &collator, &args).map_err(failed)?;
     tokenizer.save_vocabulary(&a.output, None).map_err(failed)?;

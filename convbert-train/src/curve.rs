@@ -8,6 +8,9 @@ use plotters::prelude::*;
 use crate::checkpoint::LogEntry;
 use crate::error::{Result, TrainError};
 
+/// A named series of (step, value) points and its colour.
+type Series<'a> = (&'a str, &'a Vec<(f64, f64)>, RGBColor);
+
 /// Draws the curves of `log` (`metric`: the `eval_*` key to plot beside the loss) into `path`.
 pub fn write_curve(path: &Path, log: &[LogEntry], metric: Option<&str>) -> Result<()> {
     let plot_error = |e: &dyn std::fmt::Display| TrainError::Plot {
@@ -34,7 +37,7 @@ pub fn write_curve(path: &Path, log: &[LogEntry], metric: Option<&str>) -> Resul
     let (top, bottom) = root.split_vertically(300);
     let draw = |area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
                 title: &str,
-                series: &[(&str, &Vec<(f64, f64)>, RGBColor)]|
+                series: &[Series]|
      -> Result<()> {
         let points = series.iter().flat_map(|s| s.1.iter());
         let (mut x1, mut y0, mut y1) = (1.0f64, f64::INFINITY, f64::NEG_INFINITY);

@@ -154,17 +154,17 @@ fn squad_metrics(data: &Dataset, logits: &[(Vec<f32>, Vec<f32>)]) -> (f64, f64) 
     for (f, (s, e)) in data.squad.iter().zip(logits) {
         let null = s[0] + e[0];
         let mut top = (f32::NEG_INFINITY, String::new());
-        for i in 0..f.offsets.len().min(s.len()) {
-            let Some((cs, _)) = f.offsets[i] else {
+        for (i, (start, s_i)) in f.offsets.iter().zip(s).enumerate() {
+            let Some((cs, _)) = *start else {
                 continue;
             };
-            for j in i..(i + MAX_ANSWER).min(f.offsets.len()).min(e.len()) {
-                let Some((_, ce)) = f.offsets[j] else {
+            for (end, e_j) in f.offsets.iter().zip(e).skip(i).take(MAX_ANSWER) {
+                let Some((_, ce)) = *end else {
                     continue;
                 };
-                if s[i] + e[j] > top.0 {
+                if s_i + e_j > top.0 {
                     top = (
-                        s[i] + e[j],
+                        s_i + e_j,
                         f.context.chars().skip(cs).take(ce - cs).collect(),
                     );
                 }

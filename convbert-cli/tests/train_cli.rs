@@ -1,0 +1,288 @@
+//! End-to-end `convbert train`: the built binary trains a tiny classifier from a config on a
+//! generated task for a few steps; the output directory holds a model `convbert classify` loads,
+//! the JSONL log, a well-formed SVG curve and only the newest checkpoints; bad input exits 1 with
+//! one line on stderr, bad usage exits 2.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+const WORDS: [&str; 12] = [
+    "the", "a", "cat", "dog", "sat", "on", "mat", "ran", "to", "house", "big", "small",
+];
+const KEYS: [&str; 3] = ["apple", "banana", "cherry"];
+
+fn convbert(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_convbert"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn convbert");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin.as_bytes()).expect("write stdin");
+    drop(input);
+    child.wait_with_output().expect("wait")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A fresh directory with a vocab, a tiny config and generated train/eval files.
+fn setup(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("convbert-train-cli-{name}-{}", std::process::id()));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).expect("clean");
+    }
+    std::fs::create_dir_all(&dir).expect("dir");
+    let vocab: Vec<&str> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        .into_iter()
+        .chain(WORDS)
+        .chain(KEYS)
+        .collect();
+    std::fs::write(dir.join("vocab.txt"), vocab.join("\n") + "\n").expect("vocab");
+    let config = serde_json::json!({
+        "vocab_size": vocab.len(), "hidden_size": 32, "embedding_size": 32,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64,
+        "max_position_embeddings": 64, "type_vocab_size": 2, "pad_token_id": 0
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).expect("config");
+    let mut state = 12345u64;
+    let mut next = |n: usize| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 33) as usize) % n
+    };
+    for (file, n) in [("train.jsonl", 48), ("eval.jsonl", 16)] {
+        let lines: Vec<String> = (0..n)
+            .map(|_| {
+                let k = next(KEYS.len());
+                let mut words: Vec<&str> = (0..5).map(|_| WORDS[next(WORDS.len())]).collect();
+                words.insert(next(6), KEYS[k]);
+                serde_json::json!({"text": words.join(" "), "label": KEYS[k]}).to_string()
+            })
+            .collect();
+        std::fs::write(dir.join(file), lines.join("\n") + "\n").expect("data");
+    }
+    dir
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+/// Tags balance and the root element is `<svg>`: enough to tell a complete SVG document.
+fn assert_well_formed_svg(svg: &str) {
+    let mut stack: Vec<&str> = Vec::new();
+    let mut rest = svg;
+    let mut roots = 0;
+    while let Some(open) = rest.find('<') {
+        let close = rest[open..].find('>').expect("unclosed tag") + open;
+        let tag = &rest[open + 1..close];
+        rest = &rest[close + 1..];
+        if tag.starts_with('?') || tag.starts_with('!') {
+            continue;
+        }
+        let name = |t: &str| {
+            t.split_whitespace()
+                .next()
+                .unwrap_or("")
+                .trim_end_matches('/')
+                .to_string()
+        };
+        if let Some(end) = tag.strip_prefix('/') {
+            assert_eq!(stack.pop(), Some(end.trim()), "mismatched </{end}>");
+        } else if !tag.ends_with('/') {
+            if stack.is_empty() {
+                roots += 1;
+                assert_eq!(name(tag), "svg", "root element");
+            }
+            stack.push(tag.split_whitespace().next().unwrap_or(""));
+        }
+    }
+    assert!(stack.is_empty(), "unclosed elements {stack:?}");
+    assert_eq!(roots, 1);
+    assert!(svg.contains("xmlns=\"http://www.w3.org/2000/svg\""));
+    assert!(svg.contains("<polyline"), "no curve drawn");
+}
+
+#[test]
+fn trains_a_tiny_classifier_end_to_end() {
+    let dir = setup("ok");
+    let out_dir = dir.join("out");
+    let out = convbert(
+        &[
+            "train",
+            "--task",
+            "text-classification",
+            "--config",
+            p(&dir.join("config.json")),
+            "--tokenizer",
+            p(&dir.join("vocab.txt")),
+            "--train",
+            p(&dir.join("train.jsonl")),
+            "--eval",
+            p(&dir.join("eval.jsonl")),
+            "--output",
+            p(&out_dir),
+            "--max-steps",
+            "6",
+            "--batch-size",
+            "8",
+            "--learning-rate",
+            "2e-3",
+            "--logging-steps",
+            "1",
+            "--save-steps",
+            "2",
+            "--save-total-limit",
+            "2",
+            "--max-length",
+            "16",
+            "--threads",
+            "1",
+            "--no-progress",
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        stderr(&out)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("one JSON summary");
+    assert_eq!(summary["global_step"], 6);
+    assert_eq!(summary["train_examples"], 48);
+    assert!(summary["train_loss"].as_f64().is_some_and(f64::is_finite));
+    let accuracy = summary["eval_metrics"]["accuracy"]
+        .as_f64()
+        .expect("accuracy");
+    assert!((0.0..=1.0).contains(&accuracy));
+
+    // The log: one line per step, the last with the final evaluation.
+    let log = std::fs::read_to_string(out_dir.join("train_log.jsonl")).expect("log");
+    let entries: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("log line"))
+        .collect();
+    let steps: Vec<_> = entries
+        .iter()
+        .map(|e| e["step"].as_u64().expect("step"))
+        .collect();
+    assert_eq!(steps, [1, 2, 3, 4, 5, 6]);
+    assert!(entries
+        .iter()
+        .all(|e| e["loss"].as_f64().is_some_and(f64::is_finite)));
+    assert_eq!(entries[5]["eval_accuracy"].as_f64(), Some(accuracy));
+
+    let svg = std::fs::read_to_string(out_dir.join("loss_curve.svg")).expect("svg");
+    assert_well_formed_svg(&svg);
+
+    // Checkpoints every 2 steps, the newest 2 kept.
+    let mut checkpoints: Vec<String> = std::fs::read_dir(&out_dir)
+        .expect("out dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("checkpoint-") || n.starts_with(".tmp"))
+        .collect();
+    checkpoints.sort();
+    assert_eq!(checkpoints, ["checkpoint-4", "checkpoint-6"]);
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "optimizer.safetensors",
+        "trainer_state.json",
+    ] {
+        assert!(
+            out_dir.join("checkpoint-6").join(f).is_file(),
+            "checkpoint-6/{f}"
+        );
+    }
+
+    // The final model (with its vocab.txt and label names) serves `convbert classify`.
+    let classify = convbert(
+        &["classify", "--model", p(&out_dir)],
+        "the cat ate an apple\nbanana on the mat\n",
+    );
+    assert!(classify.status.success(), "classify: {}", stderr(&classify));
+    let lines: Vec<Value> = String::from_utf8_lossy(&classify.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("classify line"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    let text = classify.stdout.clone();
+    let text = String::from_utf8_lossy(&text);
+    assert!(
+        KEYS.iter().any(|k| text.contains(&format!("\"{k}\""))),
+        "labels by name: {text}"
+    );
+}
+
+#[test]
+fn bad_input_exits_1_with_one_line_and_bad_usage_exits_2() {
+    let dir = setup("bad");
+    let base = |train: &Path| -> Vec<String> {
+        [
+            "train",
+            "--task",
+            "text-classification",
+            "--config",
+            p(&dir.join("config.json")),
+            "--tokenizer",
+            p(&dir.join("vocab.txt")),
+            "--train",
+            p(train),
+            "--output",
+            p(&dir.join("out")),
+            "--max-steps",
+            "1",
+            "--no-progress",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let run = |args: Vec<String>| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        convbert(&refs, "")
+    };
+    let one_line = |out: &Output, code: i32, needle: &str| {
+        let err = stderr(out);
+        assert_eq!(out.status.code(), Some(code), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("error: ") && err.contains(needle), "{err}");
+        assert!(out.stdout.is_empty());
+    };
+
+    let missing = dir.join("missing.jsonl");
+    one_line(&run(base(&missing)), 1, "missing.jsonl");
+    let bad = dir.join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"text\": \"the cat\", \"label\": \"apple\"}\n{\"text\": oops}\n",
+    )
+    .expect("bad");
+    one_line(&run(base(&bad)), 1, "bad.jsonl:2:");
+    let train = dir.join("train.jsonl");
+    let mut nan = base(&train);
+    nan.push("--learning-rate=NaN".into());
+    one_line(&run(nan), 2, "learning_rate");
+    let mut negative = base(&train);
+    negative.push("--learning-rate=-0.1".into());
+    one_line(&run(negative), 2, "learning_rate");
+    let mut task = base(&train);
+    task[2] = "summarization".into();
+    one_line(&run(task), 2, "unknown task");
+    assert!(!dir.join("out").exists(), "nothing is written on bad input");
+
+    let mut flag = base(&train);
+    flag.push("--no-such-flag".into());
+    let out = run(flag);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--no-such-flag"));
+}
