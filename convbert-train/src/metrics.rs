@@ -125,18 +125,35 @@ pub fn entity_scores(predicted: &[Vec<String>], gold: &[Vec<String>]) -> EntityS
     }
 }
 
-/// SQuAD normalisation: lower case, no punctuation, no articles, single spaces.
+/// SQuAD normalisation (`normalize_answer` of the official `evaluate-v2.0.py`): lower case, ASCII
+/// punctuation removed, the articles a/an/the removed where they are whole words (`\b(a|an|the)\b`:
+/// a run of word characters, so "a—b" loses its "a"), whitespace collapsed.
 pub fn normalize_answer(s: &str) -> String {
-    let lower: String = s
+    let text: String = s
         .to_lowercase()
         .chars()
         .filter(|c| !c.is_ascii_punctuation())
         .collect();
-    lower
-        .split_whitespace()
-        .filter(|w| !matches!(*w, "a" | "an" | "the"))
-        .collect::<Vec<_>>()
-        .join(" ")
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if matches!(word.as_str(), "a" | "an" | "the") {
+            out.push(' ');
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in text.chars() {
+        if c.is_alphanumeric() || c == '_' {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// 1.0 when the normalised strings are equal.
@@ -227,5 +244,69 @@ mod tests {
         assert_eq!(accuracy(&[0, 1, 1, 2], &[0, 1, 2, 2]), 0.75);
         // class 0: f1 1; class 1: tp1 fp1 -> 2/3; class 2: tp1 fn1 -> 2/3.
         assert!((macro_f1(&[0, 1, 1, 2], &[0, 1, 2, 2]) - (1.0 + 4.0 / 3.0) / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn squad_scores_equal_the_official_script() {
+        // (prediction, gold, EM, F1) from evaluate-v2.0.py's compute_exact / compute_f1.
+        let cases = [
+            ("a\u{2014}b", "\u{2014}b", 1.0, 1.0),
+            ("The Cat's the_hat", "cats hat", 0.0, 0.5),
+            ("an apple a day", "apple day", 1.0, 1.0),
+            ("Th\u{e9} theatre", "th\u{e9}", 0.0, 2.0 / 3.0),
+            ("the the the", "", 1.0, 1.0),
+            ("Denver Broncos", "the Denver Broncos!", 1.0, 1.0),
+            ("Broncos Denver Denver", "Denver Broncos", 0.0, 0.8),
+            ("in 1842", "1842", 0.0, 2.0 / 3.0),
+            ("", "an", 1.0, 1.0),
+            ("\u{ab}Z\u{fc}rich\u{bb}", "z\u{fc}rich", 0.0, 0.0),
+        ];
+        for (p, g, em, f1) in cases {
+            assert_eq!(exact_match(p, g), em, "EM {p:?} {g:?}");
+            assert!((squad_f1(p, g) - f1).abs() < 1e-12, "F1 {p:?} {g:?}");
+        }
+        // The best over several gold answers; an unanswerable question wants "".
+        let golds = ["Denver".to_string(), "Denver Broncos".to_string()];
+        assert_eq!(squad_scores("Broncos", &golds), (0.0, 2.0 / 3.0));
+        assert_eq!(squad_scores("Denver", &golds), (1.0, 1.0));
+        assert_eq!(squad_scores("Denver", &[]), (0.0, 0.0));
+    }
+
+    #[test]
+    fn seqeval_entity_counts_over_sentences() {
+        // Gold entities: PER LOC | PER | LOC = 4; predicted: PER ORG | PER PER | LOC = 5; correct:
+        // PER (type mismatch on LOC/ORG, a split PER matches nothing, I-LOC after O starts LOC) = 2.
+        let gold = vec![
+            tags("B-PER I-PER O B-LOC"),
+            tags("B-PER I-PER I-PER"),
+            tags("B-LOC I-LOC O"),
+        ];
+        let pred = vec![
+            tags("B-PER I-PER O B-ORG"),
+            tags("B-PER I-PER B-PER"),
+            tags("I-LOC I-LOC O"),
+        ];
+        let s = entity_scores(&pred, &gold);
+        assert_eq!((s.precision, s.recall), (0.4, 0.5));
+        assert!((s.f1 - 4.0 / 9.0).abs() < 1e-12);
+        // No entity anywhere: all zero, no division by zero.
+        let none = vec![tags("O O")];
+        let s = entity_scores(&none, &none);
+        assert_eq!((s.precision, s.recall, s.f1), (0.0, 0.0, 0.0));
+        // IOBES tags are read too: S- is a single, E- closes.
+        assert_eq!(
+            chunks(&["S-PER", "B-LOC", "E-LOC", "O"]),
+            [("PER".into(), 0, 0), ("LOC".into(), 1, 2)]
+        );
+    }
+
+    #[test]
+    fn macro_f1_counts_classes_seen_only_in_predictions() {
+        // sklearn f1_score(average="macro"): labels = union of y_true and y_pred; class 3 is only
+        // predicted (F1 0), class 0: tp 1 fn 1 -> 2/3, class 1: tp 1 -> 1.
+        let f1 = macro_f1(&[0, 1, 3], &[0, 1, 0]);
+        assert!((f1 - (2.0 / 3.0 + 1.0 + 0.0) / 3.0).abs() < 1e-12);
+        assert_eq!(accuracy(&[], &[]), 0.0);
+        assert_eq!(macro_f1(&[], &[]), 0.0);
     }
 }
