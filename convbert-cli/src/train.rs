@@ -265,6 +265,9 @@ fn run(a: &TrainArgs) -> CliResult<String> {
         .map(|p| read_dataset(task, p, &tokenizer, &options))
         .transpose()
         .map_err(failed)?;
+    // HF's set_seed(args.seed) before the model is built: fresh weights (from a config, or a new
+    // head on a checkpoint) are the same in every run of the same seed.
+    tch::manual_seed(a.seed as i64);
     let model = match &model_dir {
         Some(dir) => TaskModel::from_pretrained(task, dir, config, device),
         None => TaskModel::from_config(task, config, device),

@@ -116,8 +116,8 @@ fn assert_well_formed_svg(svg: &str) {
 fn trains_a_tiny_classifier_end_to_end() {
     let dir = setup("ok");
     let out_dir = dir.join("out");
-    let out = convbert(
-        &[
+    let train_args = |out_dir: &Path| -> Vec<String> {
+        [
             "train",
             "--task",
             "text-classification",
@@ -148,9 +148,15 @@ fn trains_a_tiny_classifier_end_to_end() {
             "--threads",
             "1",
             "--no-progress",
-        ],
-        "",
-    );
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let run = |out_dir: &Path| {
+        let args = train_args(out_dir);
+        convbert(&args.iter().map(String::as_str).collect::<Vec<_>>(), "")
+    };
+    let out = run(&out_dir);
     assert!(
         out.status.success(),
         "exit {:?}: {}",
@@ -204,6 +210,15 @@ fn trains_a_tiny_classifier_end_to_end() {
             "checkpoint-6/{f}"
         );
     }
+
+    // The same seed gives the same weights (initialisation, shuffling and dropout are seeded).
+    let again = run(&dir.join("again"));
+    assert!(again.status.success(), "{}", stderr(&again));
+    let weights = |d: &Path| std::fs::read(d.join("model.safetensors")).expect("weights");
+    assert!(
+        weights(&out_dir) == weights(&dir.join("again")),
+        "a rerun trained other weights"
+    );
 
     // The final model (with its vocab.txt and label names) serves `convbert classify`.
     let classify = convbert(
@@ -285,4 +300,66 @@ fn bad_input_exits_1_with_one_line_and_bad_usage_exits_2() {
     let out = run(flag);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--no-such-flag"));
+}
+
+/// The fine-tuning example of docs/finetune/README.md, as documented: it reaches the accuracy
+/// shown there.
+#[test]
+fn the_documented_fine_tuning_example_reaches_full_accuracy() {
+    let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/finetune");
+    let out_dir =
+        std::env::temp_dir().join(format!("convbert-train-cli-docs-{}", std::process::id()));
+    if out_dir.exists() {
+        std::fs::remove_dir_all(&out_dir).expect("clean");
+    }
+    let out = convbert(
+        &[
+            "train",
+            "--task",
+            "text-classification",
+            "--config",
+            p(&docs.join("config.json")),
+            "--train",
+            p(&docs.join("train.jsonl")),
+            "--eval",
+            p(&docs.join("eval.jsonl")),
+            "--output",
+            p(&out_dir),
+            "--epochs",
+            "12",
+            "--batch-size",
+            "16",
+            "--learning-rate",
+            "3e-3",
+            "--warmup-ratio",
+            "0.1",
+            "--logging-steps",
+            "4",
+            "--eval-steps",
+            "8",
+            "--save-total-limit",
+            "1",
+            "--seed",
+            "42",
+            "--threads",
+            "1",
+            "--no-progress",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("summary");
+    assert_eq!(summary["global_step"], 96);
+    assert_eq!(summary["train_examples"], 120);
+    assert_eq!(summary["eval_metrics"]["accuracy"], 1.0, "{summary}");
+    assert!(
+        summary["eval_loss"].as_f64().is_some_and(|l| l < 0.01),
+        "{summary}"
+    );
+    let checkpoints: Vec<_> = std::fs::read_dir(&out_dir)
+        .expect("out")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("checkpoint-"))
+        .collect();
+    assert_eq!(checkpoints, ["checkpoint-96"]);
 }
