@@ -130,7 +130,7 @@ fn trains_a_tiny_classifier_end_to_end() {
             "--eval",
             p(&dir.join("eval.jsonl")),
             "--output",
-            p(&out_dir),
+            p(out_dir),
             "--max-steps",
             "6",
             "--batch-size",
