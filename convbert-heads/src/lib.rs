@@ -29,7 +29,6 @@
 //! ```
 
 mod error;
-mod init;
 mod labels;
 pub mod loss;
 mod masked_lm;

@@ -10,10 +10,10 @@ use tch::nn::{Init, Path};
 use tch::Tensor;
 
 use crate::error::{ConvBertHeadError, Result};
-use crate::init::{LayerNorm, Linear};
 use crate::labels::Labels;
 use crate::loss::{cross_entropy, IGNORE_INDEX};
 use crate::pretrained::{impl_head, HeadModule};
+use convbert_model::primitives::{LayerNorm, Linear};
 
 /// `generator_predictions`: t = LayerNorm_E(gelu(dense(h))), (B, L, D) -> (B, L, E).
 #[derive(Debug)]
@@ -38,7 +38,7 @@ impl ConvBertGeneratorPredictions {
     fn forward(&self, h: &Tensor) -> Result<Tensor> {
         // HF hard-codes get_activation("gelu") here: exact erf GELU, independent of hidden_act.
         let x = Activation::Gelu.apply(&self.dense.forward(h)?)?;
-        self.layer_norm.forward(&x)
+        Ok(self.layer_norm.forward(&x)?)
     }
 }
 

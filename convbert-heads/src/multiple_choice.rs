@@ -9,11 +9,11 @@ use tch::nn::Path;
 use tch::Tensor;
 
 use crate::error::{ConvBertHeadError, Result};
-use crate::init::Linear;
 use crate::labels::Labels;
 use crate::loss::{cross_entropy, IGNORE_INDEX};
 use crate::pretrained::{impl_head, HeadModule};
 use crate::sequence_summary::ConvBertSequenceSummary;
+use convbert_model::primitives::Linear;
 
 /// `sequence_summary` + `classifier`: (B·C, L, D) -> (B·C, 1).
 #[derive(Debug)]

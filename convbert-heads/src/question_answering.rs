@@ -8,10 +8,10 @@ use tch::nn::Path;
 use tch::Tensor;
 
 use crate::error::{ConvBertHeadError, Result};
-use crate::init::Linear;
 use crate::labels::Labels;
 use crate::loss::{class_indices, cross_entropy};
 use crate::pretrained::{impl_head, HeadModule};
+use convbert_model::primitives::Linear;
 
 /// `qa_outputs`: (B, L, D) -> (B, L, 2).
 #[derive(Debug)]

@@ -9,10 +9,10 @@ use tch::nn::Path;
 use tch::{Kind, Tensor};
 
 use crate::error::{ConvBertHeadError, Result};
-use crate::init::{dropout, Linear};
 use crate::labels::{Labels, ProblemType};
 use crate::loss::{bce_with_logits, cross_entropy, mse, IGNORE_INDEX};
 use crate::pretrained::{impl_head, HeadModule};
+use convbert_model::primitives::{dropout, Linear};
 
 /// `classifier`: (B, L, D) hidden states -> (B, num_labels) logits from the first token.
 #[derive(Debug)]
@@ -57,7 +57,7 @@ impl ConvBertClassificationHead {
         let x = dropout(h.f_select(1, 0)?, self.dropout, train)?;
         // ACT2FN[hidden_act] (GELU for the public checkpoints), not BERT's tanh pooler.
         let x = self.activation.apply(&self.dense.forward(&x)?)?;
-        self.out_proj.forward(&dropout(x, self.dropout, train)?)
+        Ok(self.out_proj.forward(&dropout(x, self.dropout, train)?)?)
     }
 
     /// HF's choice: the configured type, else regression for one label, single-label for integer

@@ -8,7 +8,7 @@ use serde_json::Value;
 use tch::{nn, Tensor};
 
 use crate::error::{ConvBertHeadError, Result};
-use crate::init::{dropout, Linear};
+use convbert_model::primitives::{dropout, Linear};
 
 /// Which position(s) of the sequence the summary reads (`summary_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,7 +141,7 @@ impl ConvBertSequenceSummary {
     pub fn output_size(&self, hidden_size: i64) -> i64 {
         self.summary
             .as_ref()
-            .map_or(hidden_size, |l| l.weight.size()[0])
+            .map_or(hidden_size, |l| l.out_features())
     }
 
     /// (N, L, D) hidden states -> (N, D), or (N, num_labels) with a projection to the labels.
@@ -158,6 +158,6 @@ impl ConvBertSequenceSummary {
         if let Some(act) = self.activation {
             x = act.apply(&x)?;
         }
-        dropout(x, self.last_dropout, train)
+        Ok(dropout(x, self.last_dropout, train)?)
     }
 }

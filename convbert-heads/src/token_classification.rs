@@ -8,11 +8,11 @@ use tch::nn::Path;
 use tch::Tensor;
 
 use crate::error::{ConvBertHeadError, Result};
-use crate::init::{dropout, Linear};
 use crate::labels::Labels;
 use crate::loss::{cross_entropy, IGNORE_INDEX};
 use crate::pretrained::{impl_head, HeadModule};
 use crate::sequence_classification::classifier_dropout;
+use convbert_model::primitives::{dropout, Linear};
 
 /// `dropout` + `classifier`: (B, L, D) -> (B, L, num_labels).
 #[derive(Debug)]

@@ -36,7 +36,7 @@ mod inputs;
 mod layer;
 mod mask;
 mod model;
-mod primitives;
+pub mod primitives;
 mod separable_conv;
 
 pub use activation::Activation;

@@ -9,13 +9,14 @@ use crate::error::Result;
 
 /// `nn.Linear(in, out)`: vars `weight` (out, in) and `bias` (out,); y = x Wᵀ + b.
 #[derive(Debug)]
-pub(crate) struct Linear {
+pub struct Linear {
     pub(crate) weight: Tensor,
     pub(crate) bias: Tensor,
 }
 
 impl Linear {
-    pub(crate) fn new(p: &Path, in_dim: i64, out_dim: i64, init_std: f64) -> Result<Self> {
+    /// Creates `p/weight` ~ N(0, init_std) and `p/bias` = 0.
+    pub fn new(p: &Path, in_dim: i64, out_dim: i64, init_std: f64) -> Result<Self> {
         Ok(Linear {
             weight: p.f_var(
                 "weight",
@@ -30,8 +31,13 @@ impl Linear {
     }
 
     /// (..., in) -> (..., out).
-    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         linear(x, &self.weight, &self.bias)
+    }
+
+    /// Output width (rows of `weight`).
+    pub fn out_features(&self) -> i64 {
+        self.weight.size()[0]
     }
 }
 
@@ -71,7 +77,7 @@ pub(crate) fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
 
 /// `nn.LayerNorm(dim, eps)` over the last axis: vars `weight`, `bias` (dim,).
 #[derive(Debug)]
-pub(crate) struct LayerNorm {
+pub struct LayerNorm {
     weight: Tensor,
     bias: Tensor,
     dim: i64,
@@ -79,7 +85,8 @@ pub(crate) struct LayerNorm {
 }
 
 impl LayerNorm {
-    pub(crate) fn new(p: &Path, dim: i64, eps: f64) -> Result<Self> {
+    /// Creates `p/weight` = 1 and `p/bias` = 0 of shape (dim,).
+    pub fn new(p: &Path, dim: i64, eps: f64) -> Result<Self> {
         Ok(LayerNorm {
             weight: p.f_var("weight", &[dim], Init::Const(1.0))?,
             bias: p.f_var("bias", &[dim], Init::Const(0.0))?,
@@ -88,7 +95,8 @@ impl LayerNorm {
         })
     }
 
-    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// (..., dim) -> (..., dim).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(x.f_layer_norm(
             [self.dim],
             Some(&self.weight),
@@ -110,7 +118,7 @@ pub(crate) fn add_owned(x: Tensor, y: &Tensor) -> Result<Tensor> {
 }
 
 /// Dropout active only in training (`train == true`), like `nn.Dropout` in train/eval mode.
-pub(crate) fn dropout(x: Tensor, p: f64, train: bool) -> Result<Tensor> {
+pub fn dropout(x: Tensor, p: f64, train: bool) -> Result<Tensor> {
     if train && p > 0.0 {
         Ok(x.f_dropout(p, true)?)
     } else {
