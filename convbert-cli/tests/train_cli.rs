@@ -284,6 +284,15 @@ fn bad_input_exits_1_with_one_line_and_bad_usage_exits_2() {
     .expect("bad");
     one_line(&run(base(&bad)), 1, "bad.jsonl:2:");
     let train = dir.join("train.jsonl");
+    let eval = dir.join("unknown_label.jsonl");
+    std::fs::write(&eval, "{\"text\": \"the cat\", \"label\": \"durian\"}\n").expect("eval");
+    let mut unknown = base(&train);
+    unknown.extend(["--eval".to_string(), p(&eval).to_string()]);
+    one_line(
+        &run(unknown),
+        1,
+        "unknown_label.jsonl:1: label \"durian\" is not one of",
+    );
     let mut nan = base(&train);
     nan.push("--learning-rate=NaN".into());
     one_line(&run(nan), 2, "learning_rate");

@@ -39,6 +39,14 @@ pub enum TrainError {
         line: usize,
         reason: String,
     },
+    /// A label that the model's label2id (or the training set's labels) does not know.
+    #[error("{path}:{line}: label {label:?} is not one of {known:?}")]
+    UnknownLabel {
+        path: PathBuf,
+        line: usize,
+        label: String,
+        known: Vec<String>,
+    },
     /// A dataset with no usable example.
     #[error("{0}: the dataset is empty")]
     EmptyDataset(PathBuf),

@@ -129,9 +129,33 @@ fn a_label_outside_label2id_is_reported() {
         label_names: Some(vec!["neg".into(), "pos".into()]),
         ..DataOptions::default()
     };
-    let cls = write(&dir, "c.jsonl", "{\"text\": \"the cat\", \"label\": \"pos\"}\n{\"text\": \"the dog\", \"label\": \"meh\"}\n");
-    let r = read(Task::TextClassification, &cls, &known);
-    assert_data_error(r, &cls, 2, "label \"meh\" is not one of [\"neg\", \"pos\"]");
+    let cls = write(
+        &dir,
+        "c.jsonl",
+        "{\"text\": \"the cat\", \"label\": \"pos\"}\n{\"text\": \"the dog\", \"label\": \"meh\"}\n",
+    );
+    match read(Task::TextClassification, &cls, &known) {
+        Err(e @ TrainError::UnknownLabel { .. }) => {
+            let message = e.to_string();
+            let TrainError::UnknownLabel {
+                path,
+                line,
+                label,
+                known,
+            } = e
+            else {
+                unreachable!()
+            };
+            assert_eq!((path, line, label.as_str()), (cls.clone(), 2, "meh"));
+            assert_eq!(known, ["neg", "pos"]);
+            let want = format!(
+                "{}:2: label \"meh\" is not one of [\"neg\", \"pos\"]",
+                cls.display()
+            );
+            assert_eq!(message, want);
+        }
+        other => panic!("expected an unknown label, got {other:?}"),
+    }
     let tags = DataOptions {
         label_names: Some(vec!["O".into(), "B-PER".into()]),
         ..DataOptions::default()
@@ -141,12 +165,10 @@ fn a_label_outside_label2id_is_reported() {
         "n.jsonl",
         "{\"tokens\": [\"the\", \"man\"], \"tags\": [\"O\", \"B-ORG\"]}\n",
     );
-    assert_data_error(
-        read(Task::TokenClassification, &ner, &tags),
-        &ner,
-        1,
-        "\"B-ORG\"",
-    );
+    match read(Task::TokenClassification, &ner, &tags) {
+        Err(TrainError::UnknownLabel { line: 1, label, .. }) => assert_eq!(label, "B-ORG"),
+        other => panic!("expected an unknown tag, got {other:?}"),
+    }
 }
 
 #[test]

@@ -197,15 +197,16 @@ pub(crate) fn sorted_label_names<'a>(labels: impl IntoIterator<Item = &'a String
     }
 }
 
-/// Index of `label` in `names`, or a data error naming the known labels.
+/// Index of `label` in `names`, or [`TrainError::UnknownLabel`].
 pub(crate) fn label_index(names: &[String], label: &str, path: &Path, line: usize) -> Result<i64> {
     names
         .iter()
         .position(|n| n == label)
         .map(|i| i as i64)
-        .ok_or_else(|| TrainError::Data {
+        .ok_or_else(|| TrainError::UnknownLabel {
             path: path.into(),
             line,
-            reason: format!("label {label:?} is not one of {names:?}"),
+            label: label.into(),
+            known: names.to_vec(),
         })
 }
