@@ -10,7 +10,7 @@ use tch::{Kind, Tensor};
 
 use crate::batch::{run_batched, Granularity, Row};
 use crate::error::{PipelineError, Result};
-use crate::loading::{check_len, head_warnings, locate_with_tokenizer};
+use crate::loading::{check_len, Loaded};
 use crate::options::PipelineOptions;
 use crate::tokenizer::TextTokenizer;
 
@@ -27,22 +27,18 @@ pub struct FillMaskCandidate {
     pub sequence: String,
 }
 
+const TASK: &str = "fill-mask";
+
 /// A masked-LM model and its tokenizer.
 #[derive(Debug)]
 pub struct FillMaskPipeline {
-    model: ConvBertForMaskedLM,
-    tokenizer: TextTokenizer,
-    options: PipelineOptions,
-    warnings: Vec<String>,
+    loaded: Loaded<ConvBertForMaskedLM>,
 }
 
 impl FillMaskPipeline {
     /// Loads a checkpoint directory or a cached HF model id; warns when the MLM head is new.
     pub fn from_pretrained(source: impl AsRef<Path>, options: PipelineOptions) -> Result<Self> {
-        options.check()?;
-        let (dir, tokenizer) = locate_with_tokenizer(source.as_ref())?;
-        let model = ConvBertForMaskedLM::from_pretrained(&dir, options.device, options.kind)?;
-        Self::new(model, tokenizer, options)
+        Self::checked(Loaded::from_pretrained(source.as_ref(), options, TASK)?)
     }
 
     /// A pipeline over an already built model and tokenizer.
@@ -52,23 +48,21 @@ impl FillMaskPipeline {
         options: PipelineOptions,
     ) -> Result<Self> {
         options.check()?;
-        if tokenizer.mask_id().is_none() {
+        Self::checked(Loaded::new(model, tokenizer, options, TASK))
+    }
+
+    fn checked(loaded: Loaded<ConvBertForMaskedLM>) -> Result<Self> {
+        if loaded.tokenizer.mask_id().is_none() {
             return Err(PipelineError::Tokenizer(
                 "the vocabulary has no [MASK] token".into(),
             ));
         }
-        let warnings = head_warnings(model.load_report(), "fill-mask");
-        Ok(Self {
-            model,
-            tokenizer,
-            options,
-            warnings,
-        })
+        Ok(Self { loaded })
     }
 
     /// Warnings found while loading (a newly initialised head), for the user.
     pub fn warnings(&self) -> &[String] {
-        &self.warnings
+        &self.loaded.warnings
     }
 
     /// Per text: one list of `top_k` candidates per `[MASK]`, best first. A text without a
@@ -78,12 +72,12 @@ impl FillMaskPipeline {
         texts: &[&str],
         top_k: usize,
     ) -> Result<Vec<Result<Vec<Vec<FillMaskCandidate>>>>> {
-        let mask_id = i64::from(self.tokenizer.mask_id().unwrap_or(0));
-        let max = self.model.config().max_position_embeddings;
+        let mask_id = i64::from(self.loaded.tokenizer.mask_id().unwrap_or(0));
+        let max = self.loaded.model.config().max_position_embeddings;
         let prepared: Vec<Result<Row>> = texts
             .iter()
             .map(|t| {
-                let row = Row::new(&self.tokenizer.encode(t, None)?);
+                let row = Row::new(&self.loaded.tokenizer.encode(t, None)?);
                 if !row.ids.contains(&mask_id) {
                     return Err(PipelineError::Input("no [MASK] token in the input".into()));
                 }
@@ -97,10 +91,14 @@ impl FillMaskPipeline {
             .collect();
         let logits = run_batched(
             &rows,
-            &self.options,
-            i64::from(self.tokenizer.pad_id()),
+            &self.loaded.options,
+            i64::from(self.loaded.tokenizer.pad_id()),
             Granularity::Token,
-            |inputs, fo| Ok(vec![self.model.forward_t(inputs, None, fo, false)?.logits]),
+            |inputs, fo| {
+                Ok(vec![
+                    self.loaded.model.forward_t(inputs, None, fo, false)?.logits,
+                ])
+            },
         )?;
         let mut logits = logits.into_iter();
         prepared
@@ -130,7 +128,7 @@ impl FillMaskPipeline {
         let single = masks.len() == 1;
         let vocab = logits.size().last().copied().unwrap_or(0);
         let k = (top_k as i64).min(vocab);
-        let pad = i64::from(self.tokenizer.pad_id());
+        let pad = i64::from(self.loaded.tokenizer.pad_id());
         masks
             .iter()
             .map(|&m| {
@@ -152,8 +150,8 @@ impl FillMaskPipeline {
                         Ok(FillMaskCandidate {
                             score: f64::from(score),
                             token,
-                            token_str: self.tokenizer.decode(&[token as u32], false)?,
-                            sequence: self.tokenizer.decode(&kept, single)?,
+                            token_str: self.loaded.tokenizer.decode(&[token as u32], false)?,
+                            sequence: self.loaded.tokenizer.decode(&kept, single)?,
                         })
                     })
                     .collect()

@@ -4,11 +4,81 @@
 
 use std::path::{Path, PathBuf};
 
-use convbert_heads::HeadLoadReport;
+use convbert_heads::{
+    ConvBertForMaskedLM, ConvBertForQuestionAnswering, ConvBertForSequenceClassification,
+    ConvBertForTokenClassification, HeadLoadReport,
+};
 use convbert_model::checkpoint;
+use tch::{Device, Kind};
 
 use crate::error::Result;
+use crate::options::PipelineOptions;
 use crate::tokenizer::TextTokenizer;
+
+/// A task head a pipeline runs: how it loads and what its load report says.
+pub(crate) trait TaskHead: Sized {
+    fn load(dir: &Path, device: Device, kind: Kind) -> convbert_heads::Result<Self>;
+    fn report(&self) -> Option<&HeadLoadReport>;
+}
+
+macro_rules! task_head {
+    ($($head:ty),*) => {$(
+        impl TaskHead for $head {
+            fn load(dir: &Path, device: Device, kind: Kind) -> convbert_heads::Result<Self> {
+                <$head>::from_pretrained(dir, device, kind)
+            }
+            fn report(&self) -> Option<&HeadLoadReport> {
+                self.load_report()
+            }
+        }
+    )*};
+}
+
+task_head!(
+    ConvBertForMaskedLM,
+    ConvBertForSequenceClassification,
+    ConvBertForTokenClassification,
+    ConvBertForQuestionAnswering
+);
+
+/// What every head pipeline holds: the model, its tokenizer, the options and the load warnings.
+#[derive(Debug)]
+pub(crate) struct Loaded<H> {
+    pub(crate) model: H,
+    pub(crate) tokenizer: TextTokenizer,
+    pub(crate) options: PipelineOptions,
+    pub(crate) warnings: Vec<String>,
+}
+
+impl<H: TaskHead> Loaded<H> {
+    /// Loads a checkpoint directory or a cached HF model id; warns when the `task` head is new.
+    pub(crate) fn from_pretrained(
+        source: &Path,
+        options: PipelineOptions,
+        task: &str,
+    ) -> Result<Self> {
+        options.check()?;
+        let (dir, tokenizer) = locate_with_tokenizer(source)?;
+        let model = H::load(&dir, options.device, options.kind)?;
+        Ok(Self::new(model, tokenizer, options, task))
+    }
+
+    /// Wraps an already built model and tokenizer.
+    pub(crate) fn new(
+        model: H,
+        tokenizer: TextTokenizer,
+        options: PipelineOptions,
+        task: &str,
+    ) -> Self {
+        let warnings = head_warnings(model.report(), task);
+        Self {
+            model,
+            tokenizer,
+            options,
+            warnings,
+        }
+    }
+}
 
 /// The checkpoint directory of `source` and its tokenizer.
 pub(crate) fn locate_with_tokenizer(source: &Path) -> Result<(PathBuf, TextTokenizer)> {
@@ -18,7 +88,7 @@ pub(crate) fn locate_with_tokenizer(source: &Path) -> Result<(PathBuf, TextToken
 }
 
 /// A warning when `report` says head weights were not in the checkpoint.
-pub(crate) fn head_warnings(report: Option<&HeadLoadReport>, task: &str) -> Vec<String> {
+fn head_warnings(report: Option<&HeadLoadReport>, task: &str) -> Vec<String> {
     match report {
         Some(r) if !r.is_complete() => vec![format!(
             "warning: {task}: the checkpoint at {} has no trained {} head ({}); these weights are \

@@ -12,9 +12,8 @@ use tokenizers::Encoding;
 
 use crate::batch::{run_batched, Granularity, Row};
 use crate::error::{PipelineError, Result};
-use crate::loading::{check_len, head_warnings, locate_with_tokenizer};
+use crate::loading::{check_len, Loaded};
 use crate::options::PipelineOptions;
-use crate::tokenizer::TextTokenizer;
 
 /// A question about a context.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,10 +70,7 @@ pub struct Answer {
 /// A question-answering model and its tokenizer.
 #[derive(Debug)]
 pub struct QuestionAnsweringPipeline {
-    model: ConvBertForQuestionAnswering,
-    tokenizer: TextTokenizer,
-    options: PipelineOptions,
-    warnings: Vec<String>,
+    loaded: Loaded<ConvBertForQuestionAnswering>,
 }
 
 /// Softmax over the allowed positions (others get -10000 first, as in HF).
@@ -119,28 +115,24 @@ fn decode_spans(
 impl QuestionAnsweringPipeline {
     /// Loads a checkpoint directory or a cached HF model id; warns when the head is new.
     pub fn from_pretrained(source: impl AsRef<Path>, options: PipelineOptions) -> Result<Self> {
-        options.check()?;
-        let (dir, tokenizer) = locate_with_tokenizer(source.as_ref())?;
-        let model =
-            ConvBertForQuestionAnswering::from_pretrained(&dir, options.device, options.kind)?;
-        let warnings = head_warnings(model.load_report(), "question answering");
         Ok(Self {
-            model,
-            tokenizer,
-            options,
-            warnings,
+            loaded: Loaded::from_pretrained(source.as_ref(), options, "question answering")?,
         })
     }
 
     /// Warnings found while loading (a newly initialised head), for the user.
     pub fn warnings(&self) -> &[String] {
-        &self.warnings
+        &self.loaded.warnings
     }
 
     fn windows(&self, x: &QaInput, opts: &QaOptions) -> Result<Vec<Encoding>> {
-        let max_seq_len = opts
-            .max_seq_len
-            .unwrap_or_else(|| self.tokenizer.model_max_length().unwrap_or(384).min(384));
+        let max_seq_len = opts.max_seq_len.unwrap_or_else(|| {
+            self.loaded
+                .tokenizer
+                .model_max_length()
+                .unwrap_or(384)
+                .min(384)
+        });
         let stride = opts.doc_stride.unwrap_or((max_seq_len / 2).min(128));
         if stride > max_seq_len {
             return Err(PipelineError::option(
@@ -149,9 +141,10 @@ impl QuestionAnsweringPipeline {
             ));
         }
         let windows =
-            self.tokenizer
+            self.loaded
+                .tokenizer
                 .encode_windows(&x.question, &x.context, max_seq_len, stride)?;
-        let max = self.model.config().max_position_embeddings;
+        let max = self.loaded.model.config().max_position_embeddings;
         for w in &windows {
             check_len(w.len(), max).map_err(PipelineError::Input)?;
         }
@@ -178,11 +171,11 @@ impl QuestionAnsweringPipeline {
             .collect();
         let logits = run_batched(
             &rows,
-            &self.options,
-            i64::from(self.tokenizer.pad_id()),
+            &self.loaded.options,
+            i64::from(self.loaded.tokenizer.pad_id()),
             Granularity::Token,
             |inputs, fo| {
-                let out = self.model.forward_t(inputs, None, fo, false)?;
+                let out = self.loaded.model.forward_t(inputs, None, fo, false)?;
                 Ok(vec![out.start_logits, out.end_logits])
             },
         )?;
@@ -216,7 +209,7 @@ impl QuestionAnsweringPipeline {
         opts: &QaOptions,
     ) -> Vec<Answer> {
         let context: Vec<char> = x.context.chars().collect();
-        let cls = self.tokenizer.cls_id();
+        let cls = self.loaded.tokenizer.cls_id();
         let pre_top_k = if opts.align_to_words {
             opts.top_k * 2 + 10
         } else {

@@ -10,9 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch::{run_batched, Granularity, Row};
 use crate::error::{PipelineError, Result};
-use crate::loading::{check_len, head_warnings, locate_with_tokenizer};
+use crate::loading::{check_len, Loaded};
 use crate::options::PipelineOptions;
-use crate::tokenizer::TextTokenizer;
 
 /// A text, or a text pair (HF's `{"text": .., "text_pair": ..}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,36 +46,25 @@ pub struct LabelScore {
 /// A sequence-classification model and its tokenizer.
 #[derive(Debug)]
 pub struct TextClassificationPipeline {
-    model: ConvBertForSequenceClassification,
-    tokenizer: TextTokenizer,
-    options: PipelineOptions,
-    warnings: Vec<String>,
+    loaded: Loaded<ConvBertForSequenceClassification>,
 }
 
 impl TextClassificationPipeline {
     /// Loads a checkpoint directory or a cached HF model id; warns when the head is new.
     pub fn from_pretrained(source: impl AsRef<Path>, options: PipelineOptions) -> Result<Self> {
-        options.check()?;
-        let (dir, tokenizer) = locate_with_tokenizer(source.as_ref())?;
-        let model =
-            ConvBertForSequenceClassification::from_pretrained(&dir, options.device, options.kind)?;
-        let warnings = head_warnings(model.load_report(), "text classification");
         Ok(Self {
-            model,
-            tokenizer,
-            options,
-            warnings,
+            loaded: Loaded::from_pretrained(source.as_ref(), options, "text classification")?,
         })
     }
 
     /// Warnings found while loading (a newly initialised head), for the user.
     pub fn warnings(&self) -> &[String] {
-        &self.warnings
+        &self.loaded.warnings
     }
 
     /// HF's default: none for regression, sigmoid for multi-label or a single label, else softmax.
     pub fn default_function(&self) -> ScoreFunction {
-        let labels = self.model.labels();
+        let labels = self.loaded.model.labels();
         match labels.problem_type {
             Some(ProblemType::Regression) => ScoreFunction::None,
             Some(ProblemType::MultiLabelClassification) => ScoreFunction::Sigmoid,
@@ -93,11 +81,16 @@ impl TextClassificationPipeline {
         function: Option<ScoreFunction>,
     ) -> Result<Vec<Result<Vec<LabelScore>>>> {
         let function = function.unwrap_or_else(|| self.default_function());
-        let max = self.model.config().max_position_embeddings;
+        let max = self.loaded.model.config().max_position_embeddings;
         let prepared: Vec<Result<Row>> = inputs
             .iter()
             .map(|x| {
-                let row = Row::new(&self.tokenizer.encode(&x.text, x.text_pair.as_deref())?);
+                let row = Row::new(
+                    &self
+                        .loaded
+                        .tokenizer
+                        .encode(&x.text, x.text_pair.as_deref())?,
+                );
                 check_len(row.ids.len(), max).map_err(PipelineError::Input)?;
                 Ok(row)
             })
@@ -108,10 +101,14 @@ impl TextClassificationPipeline {
             .collect();
         let logits = run_batched(
             &rows,
-            &self.options,
-            i64::from(self.tokenizer.pad_id()),
+            &self.loaded.options,
+            i64::from(self.loaded.tokenizer.pad_id()),
             Granularity::Sequence,
-            |inputs, fo| Ok(vec![self.model.forward_t(inputs, None, fo, false)?.logits]),
+            |inputs, fo| {
+                Ok(vec![
+                    self.loaded.model.forward_t(inputs, None, fo, false)?.logits,
+                ])
+            },
         )?;
         let mut logits = logits.into_iter();
         prepared
@@ -147,7 +144,7 @@ impl TextClassificationPipeline {
                 e.iter().map(|v| v / s).collect()
             }
         };
-        let names = &self.model.labels().id2label;
+        let names = &self.loaded.model.labels().id2label;
         let mut ranked: Vec<LabelScore> = scores
             .iter()
             .enumerate()

@@ -10,9 +10,8 @@ use serde::Serialize;
 
 use crate::batch::{run_batched, Granularity, Row};
 use crate::error::{PipelineError, Result};
-use crate::loading::{check_len, head_warnings, locate_with_tokenizer};
+use crate::loading::{check_len, Loaded};
 use crate::options::PipelineOptions;
-use crate::tokenizer::TextTokenizer;
 
 /// How tokens are merged into entities (HF `AggregationStrategy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -96,31 +95,20 @@ fn tag(label: &str) -> (&str, &str) {
 /// A token-classification model and its tokenizer.
 #[derive(Debug)]
 pub struct TokenClassificationPipeline {
-    model: ConvBertForTokenClassification,
-    tokenizer: TextTokenizer,
-    options: PipelineOptions,
-    warnings: Vec<String>,
+    loaded: Loaded<ConvBertForTokenClassification>,
 }
 
 impl TokenClassificationPipeline {
     /// Loads a checkpoint directory or a cached HF model id; warns when the head is new.
     pub fn from_pretrained(source: impl AsRef<Path>, options: PipelineOptions) -> Result<Self> {
-        options.check()?;
-        let (dir, tokenizer) = locate_with_tokenizer(source.as_ref())?;
-        let model =
-            ConvBertForTokenClassification::from_pretrained(&dir, options.device, options.kind)?;
-        let warnings = head_warnings(model.load_report(), "token classification");
         Ok(Self {
-            model,
-            tokenizer,
-            options,
-            warnings,
+            loaded: Loaded::from_pretrained(source.as_ref(), options, "token classification")?,
         })
     }
 
     /// Warnings found while loading (a newly initialised head), for the user.
     pub fn warnings(&self) -> &[String] {
-        &self.warnings
+        &self.loaded.warnings
     }
 
     /// Per text, its entities in text order; labels in `ignore_labels` (HF default `["O"]`) are
@@ -131,11 +119,11 @@ impl TokenClassificationPipeline {
         strategy: AggregationStrategy,
         ignore_labels: &[&str],
     ) -> Result<Vec<Result<Vec<Entity>>>> {
-        let max = self.model.config().max_position_embeddings;
+        let max = self.loaded.model.config().max_position_embeddings;
         let prepared: Vec<Result<tokenizers::Encoding>> = texts
             .iter()
             .map(|t| {
-                let enc = self.tokenizer.encode(t, None)?;
+                let enc = self.loaded.tokenizer.encode(t, None)?;
                 check_len(enc.len(), max).map_err(PipelineError::Input)?;
                 Ok(enc)
             })
@@ -146,10 +134,14 @@ impl TokenClassificationPipeline {
             .collect();
         let logits = run_batched(
             &rows,
-            &self.options,
-            i64::from(self.tokenizer.pad_id()),
+            &self.loaded.options,
+            i64::from(self.loaded.tokenizer.pad_id()),
             Granularity::Token,
-            |inputs, fo| Ok(vec![self.model.forward_t(inputs, None, fo, false)?.logits]),
+            |inputs, fo| {
+                Ok(vec![
+                    self.loaded.model.forward_t(inputs, None, fo, false)?.logits,
+                ])
+            },
         )?;
         let mut logits = logits.into_iter();
         prepared
@@ -191,8 +183,8 @@ impl TokenClassificationPipeline {
         scores: Vec<Vec<f64>>,
     ) -> Vec<PreEntity> {
         let chars: Vec<char> = text.chars().collect();
-        let prefixed = self.tokenizer.has_subword_prefix();
-        let unk = self.tokenizer.unk_id();
+        let prefixed = self.loaded.tokenizer.has_subword_prefix();
+        let unk = self.loaded.tokenizer.unk_id();
         let special = enc.get_special_tokens_mask();
         scores
             .into_iter()
@@ -204,7 +196,7 @@ impl TokenClassificationPipeline {
                 let word_ref: String = chars[start.min(chars.len())..end.min(chars.len())]
                     .iter()
                     .collect();
-                let mut word = self.tokenizer.id_to_token(id);
+                let mut word = self.loaded.tokenizer.id_to_token(id);
                 let mut is_subword = if prefixed {
                     word.chars().count() != word_ref.chars().count()
                 } else {
@@ -227,7 +219,8 @@ impl TokenClassificationPipeline {
     }
 
     fn label(&self, i: usize) -> String {
-        self.model
+        self.loaded
+            .model
             .labels()
             .id2label
             .get(&(i as i64))
@@ -315,7 +308,7 @@ impl TokenClassificationPipeline {
         Ok(Labelled {
             entity: self.label(k),
             score: scores[k],
-            word: self.tokenizer.tokens_to_string(&words)?,
+            word: self.loaded.tokenizer.tokens_to_string(&words)?,
             start: tokens[0].start,
             end: tokens[tokens.len() - 1].end,
         })
@@ -346,7 +339,7 @@ impl TokenClassificationPipeline {
                         .map_or(entity.as_str(), |(_, t)| t)
                         .to_string(),
                     score: g.iter().map(|e| e.score).sum::<f64>() / g.len() as f64,
-                    word: self.tokenizer.tokens_to_string(&words)?,
+                    word: self.loaded.tokenizer.tokens_to_string(&words)?,
                     start: g[0].start,
                     end: g[g.len() - 1].end,
                 })
