@@ -56,7 +56,7 @@ impl Dtype {
     }
 }
 
-/// The checkpoint shipped with the repository (random weights, see its README.md).
+/// The checkpoint shipped with the repository (a tiny pretrained MLM model, see its README.md).
 pub fn default_model() -> PathBuf {
     std::env::var_os("CONVBERT_DEFAULT_MODEL")
         .map(PathBuf::from)
@@ -97,7 +97,7 @@ pub fn parse_device(s: &str) -> CliResult<Device> {
 /// Model and runtime options of the model subcommands.
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
-    /// Checkpoint directory or HF model id in the local HF cache [default: the shipped random-weight checkpoint]
+    /// Checkpoint directory or HF model id in the local HF cache [default: the shipped tiny pretrained checkpoint]
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// cpu, cuda or cuda:N
