@@ -97,6 +97,8 @@ pub fn run(args: &BenchArgs) -> CliResult {
             if kind != Kind::Float {
                 vs.set_kind(kind);
             }
+            // Inference weights, as from_pretrained gives them: the model's no-grad fast paths apply.
+            vs.freeze();
             (model, vs)
         }
     };
