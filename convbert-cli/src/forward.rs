@@ -159,6 +159,19 @@ pub fn run(args: &ForwardArgs) -> CliResult {
     let labels = tensors.get("labels");
     let _guard = tch::no_grad_guard();
     let mut out = Outputs(Vec::new());
+    // The four heads whose outputs are logits (+ loss): load, run, collect under HF's names.
+    macro_rules! logits_head {
+        ($head:ty) => {{
+            let m = <$head>::from_pretrained(&dir, device, kind).map_err(CliError::failed)?;
+            let o = m
+                .forward_t(&inputs, labels, &options, false)
+                .map_err(CliError::failed)?;
+            out.push("logits", o.logits);
+            out.push_opt("loss", o.loss)?;
+            out.push_all("hidden_states", o.hidden_states);
+            out.push_all("attentions", o.attentions);
+        }};
+    }
     match task {
         Task::Base | Task::Auto => {
             let (model, _vs) =
@@ -170,50 +183,10 @@ pub fn run(args: &ForwardArgs) -> CliResult {
             out.push_all("hidden_states", o.hidden_states);
             out.push_all("attentions", o.attentions);
         }
-        Task::MaskedLm => {
-            let m = ConvBertForMaskedLM::from_pretrained(&dir, device, kind)
-                .map_err(CliError::failed)?;
-            let o = m
-                .forward_t(&inputs, labels, &options, false)
-                .map_err(CliError::failed)?;
-            out.push("logits", o.logits);
-            out.push_opt("loss", o.loss)?;
-            out.push_all("hidden_states", o.hidden_states);
-            out.push_all("attentions", o.attentions);
-        }
-        Task::SequenceClassification => {
-            let m = ConvBertForSequenceClassification::from_pretrained(&dir, device, kind)
-                .map_err(CliError::failed)?;
-            let o = m
-                .forward_t(&inputs, labels, &options, false)
-                .map_err(CliError::failed)?;
-            out.push("logits", o.logits);
-            out.push_opt("loss", o.loss)?;
-            out.push_all("hidden_states", o.hidden_states);
-            out.push_all("attentions", o.attentions);
-        }
-        Task::MultipleChoice => {
-            let m = ConvBertForMultipleChoice::from_pretrained(&dir, device, kind)
-                .map_err(CliError::failed)?;
-            let o = m
-                .forward_t(&inputs, labels, &options, false)
-                .map_err(CliError::failed)?;
-            out.push("logits", o.logits);
-            out.push_opt("loss", o.loss)?;
-            out.push_all("hidden_states", o.hidden_states);
-            out.push_all("attentions", o.attentions);
-        }
-        Task::TokenClassification => {
-            let m = ConvBertForTokenClassification::from_pretrained(&dir, device, kind)
-                .map_err(CliError::failed)?;
-            let o = m
-                .forward_t(&inputs, labels, &options, false)
-                .map_err(CliError::failed)?;
-            out.push("logits", o.logits);
-            out.push_opt("loss", o.loss)?;
-            out.push_all("hidden_states", o.hidden_states);
-            out.push_all("attentions", o.attentions);
-        }
+        Task::MaskedLm => logits_head!(ConvBertForMaskedLM),
+        Task::SequenceClassification => logits_head!(ConvBertForSequenceClassification),
+        Task::MultipleChoice => logits_head!(ConvBertForMultipleChoice),
+        Task::TokenClassification => logits_head!(ConvBertForTokenClassification),
         Task::QuestionAnswering => {
             let m = ConvBertForQuestionAnswering::from_pretrained(&dir, device, kind)
                 .map_err(CliError::failed)?;
