@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use convbert_model::{checkpoint, ConvBertConfig};
 use convbert_tokenizer::{ConvBertTokenizer, TokenizerConfig};
 use convbert_train::data::{read_dataset, DataOptions, Task};
-use convbert_train::{train, AdamWConfig, Collator, MlmMasking, TaskModel, TrainingArgs, Warmup};
+use convbert_train::{
+    train, AdamWConfig, Collator, MixedPrecision, MlmMasking, TaskModel, TrainingArgs, Warmup,
+};
 use serde_json::{json, Map, Value};
 use tch::Device;
 
@@ -80,9 +82,12 @@ pub struct TrainArgs {
     /// cpu | cuda | cuda:N
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// fp16 autocast on CUDA
+    /// bf16 mixed precision (autocast with fp32 master weights; CPU or CUDA)
+    #[arg(long, conflicts_with = "fp16")]
+    bf16: bool,
+    /// fp16 mixed precision with dynamic loss scaling (CUDA)
     #[arg(long)]
-    mixed_precision: bool,
+    fp16: bool,
     #[arg(long, default_value_t = 128)]
     max_length: usize,
     /// QA: overlap of context windows in tokens
@@ -220,7 +225,11 @@ fn training_args(a: &TrainArgs, device: Device) -> TrainingArgs {
         save_total_limit: a.save_total_limit,
         threads: a.threads,
         device,
-        mixed_precision: a.mixed_precision,
+        mixed_precision: match (a.bf16, a.fp16) {
+            (true, _) => MixedPrecision::Bf16,
+            (_, true) => MixedPrecision::Fp16,
+            _ => MixedPrecision::No,
+        },
         progress: !a.no_progress,
         resume_from: a.resume_from.clone(),
     }

@@ -13,6 +13,7 @@ use tch::Tensor;
 use crate::error::{Result, TrainError};
 use crate::model::TaskModel;
 use crate::optimizer::AdamW;
+use crate::precision::GradScaler;
 
 /// One logged step: the JSONL log line and a `log_history` entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,6 +50,9 @@ pub struct TrainerState {
     pub seed: u64,
     /// Every log entry so far.
     pub log_history: Vec<LogEntry>,
+    /// The fp16 loss scaler's state, when training with fp16.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_scaler: Option<GradScaler>,
 }
 
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";

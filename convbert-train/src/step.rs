@@ -4,9 +4,10 @@
 
 use tch::Tensor;
 
-use crate::clip::clip_grad_norm;
+use crate::clip::{clip_grad_norm, grad_norm};
 use crate::error::{Result, TrainError};
 use crate::optimizer::AdamW;
+use crate::precision::GradScaler;
 
 /// What one optimizer step did.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -17,6 +18,8 @@ pub struct StepOutcome {
     pub grad_norm: f64,
     /// Learning rate used.
     pub lr: f64,
+    /// The update was skipped because fp16 gradients overflowed (loss scaling only).
+    pub skipped: bool,
 }
 
 /// Runs `accumulation` micro-batches through `loss_of` (a scalar training loss per micro-batch
@@ -29,6 +32,50 @@ pub fn optimizer_step(
     accumulation: usize,
     max_grad_norm: f64,
     step: usize,
+    loss_of: impl FnMut(usize) -> Result<Tensor>,
+) -> Result<StepOutcome> {
+    step_with(
+        optimizer,
+        lr,
+        accumulation,
+        max_grad_norm,
+        step,
+        None,
+        loss_of,
+    )
+}
+
+/// [`optimizer_step`] with fp16 loss scaling, as HF Trainer with `GradScaler`: each loss is
+/// multiplied by the scale before backward, the gradients are divided by it before clipping, and
+/// a step whose gradients overflow is skipped (`skipped` in the outcome, no error) and lowers
+/// the scale.
+pub fn optimizer_step_scaled(
+    optimizer: &mut AdamW,
+    lr: f64,
+    accumulation: usize,
+    max_grad_norm: f64,
+    step: usize,
+    scaler: &mut GradScaler,
+    loss_of: impl FnMut(usize) -> Result<Tensor>,
+) -> Result<StepOutcome> {
+    step_with(
+        optimizer,
+        lr,
+        accumulation,
+        max_grad_norm,
+        step,
+        Some(scaler),
+        loss_of,
+    )
+}
+
+fn step_with(
+    optimizer: &mut AdamW,
+    lr: f64,
+    accumulation: usize,
+    max_grad_norm: f64,
+    step: usize,
+    mut scaler: Option<&mut GradScaler>,
     mut loss_of: impl FnMut(usize) -> Result<Tensor>,
 ) -> Result<StepOutcome> {
     if accumulation == 0 {
@@ -37,6 +84,7 @@ pub fn optimizer_step(
             "must be at least 1",
         ));
     }
+    let scale = scaler.as_ref().map_or(1.0, |s| s.scale);
     let mut total = 0.0;
     for micro in 0..accumulation {
         let loss = loss_of(micro)? / accumulation as f64;
@@ -45,8 +93,29 @@ pub fn optimizer_step(
             optimizer.zero_grad();
             return Err(TrainError::NonFiniteLoss { step, loss: value });
         }
-        loss.f_backward()?;
+        if scale == 1.0 {
+            loss.f_backward()?;
+        } else {
+            (loss * scale).f_backward()?;
+        }
         total += value;
+    }
+    if let Some(scaler) = scaler.as_deref_mut() {
+        let params = optimizer.parameters();
+        unscale(&params, scaler.scale)?;
+        // An overflow anywhere makes the total norm non-finite.
+        let norm = grad_norm(&params)?;
+        let found_inf = !norm.is_finite();
+        scaler.update(found_inf);
+        if found_inf {
+            optimizer.zero_grad();
+            return Ok(StepOutcome {
+                loss: total,
+                grad_norm: norm,
+                lr,
+                skipped: true,
+            });
+        }
     }
     let grad_norm = if max_grad_norm > 0.0 {
         clip_grad_norm(&optimizer.parameters(), max_grad_norm)?
@@ -66,5 +135,16 @@ pub fn optimizer_step(
         loss: total,
         grad_norm,
         lr,
+        skipped: false,
+    })
+}
+
+/// Divides every gradient by `scale` in place.
+fn unscale(params: &[Tensor], scale: f64) -> Result<()> {
+    tch::no_grad(|| -> Result<()> {
+        for g in params.iter().map(|p| p.grad()).filter(|g| g.defined()) {
+            let _ = g.shallow_clone().f_mul_scalar_(1.0 / scale)?;
+        }
+        Ok(())
     })
 }

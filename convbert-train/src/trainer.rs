@@ -23,8 +23,9 @@ use crate::error::{Result, TrainError};
 use crate::evaluate::{evaluate, EvalResult};
 use crate::model::TaskModel;
 use crate::optimizer::{AdamW, AdamWConfig};
+use crate::precision::{Autocast, GradScaler, MixedPrecision};
 use crate::schedule::{LinearSchedule, Warmup};
-use crate::step::optimizer_step;
+use crate::step::{optimizer_step, optimizer_step_scaled};
 
 /// Hyper-parameters and run options; defaults are HF `TrainingArguments`' where HF has one.
 #[derive(Debug, Clone)]
@@ -63,8 +64,9 @@ pub struct TrainingArgs {
     pub threads: Option<usize>,
     /// Device of the model and batches.
     pub device: Device,
-    /// fp16 autocast of forward and backward (CUDA only; ignored on CPU).
-    pub mixed_precision: bool,
+    /// Autocast of forward, backward and evaluation: bf16 (CPU or CUDA), fp16 with loss
+    /// scaling (CUDA), or none.
+    pub mixed_precision: MixedPrecision,
     /// Show a progress bar (only when stderr is a terminal).
     pub progress: bool,
     /// A `checkpoint-<step>` directory to resume from.
@@ -91,7 +93,7 @@ impl Default for TrainingArgs {
             save_total_limit: None,
             threads: None,
             device: Device::Cpu,
-            mixed_precision: false,
+            mixed_precision: MixedPrecision::No,
             progress: true,
             resume_from: None,
         }
@@ -156,6 +158,7 @@ pub fn train(
         max_steps,
         seed: args.seed,
         log_history: Vec::new(),
+        grad_scaler: (args.mixed_precision == MixedPrecision::Fp16).then(GradScaler::default),
     };
     if let Some(dir) = &args.resume_from {
         let saved = load_checkpoint(dir, model, &mut optimizer)?;
@@ -170,6 +173,9 @@ pub fn train(
             });
         }
         state = saved;
+        if args.mixed_precision == MixedPrecision::Fp16 && state.grad_scaler.is_none() {
+            state.grad_scaler = Some(GradScaler::default());
+        }
     }
     let log_path = out_dir.join("train_log.jsonl");
     let mut log_file =
@@ -201,39 +207,51 @@ pub fn train(
         tch::manual_seed(mix(args.seed, step as u64) as i64);
         let mut examples = 0;
         let lr = schedule.lr(step);
-        let outcome = tch::autocast(args.mixed_precision, || {
-            optimizer_step(
+        let mut loss_of = |micro: usize| {
+            let k = step * accum + micro;
+            let epoch = k / per_epoch;
+            if epoch_cache != Some(epoch) {
+                order = (0..train.len()).collect();
+                order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(
+                    args.seed,
+                    1 << 40 | epoch as u64,
+                )));
+                epoch_cache = Some(epoch);
+            }
+            let i = k % per_epoch * args.train_batch_size;
+            let picked: Vec<_> = order[i..(i + args.train_batch_size).min(train.len())]
+                .iter()
+                .map(|&j| &train.examples[j])
+                .collect();
+            examples += picked.len();
+            let mut rng = ChaCha8Rng::seed_from_u64(mix(args.seed, 2 << 40 | k as u64));
+            let batch = collator.collate(&picked, &mut rng, args.device)?;
+            model
+                .forward(&batch, true)?
+                .loss
+                .ok_or_else(|| arg("labels", "the batch has no labels"))
+        };
+        let autocast = Autocast::enter(args.mixed_precision, args.device)?;
+        let outcome = match state.grad_scaler.as_mut() {
+            Some(scaler) => optimizer_step_scaled(
                 &mut optimizer,
                 lr,
                 accum,
                 args.max_grad_norm,
                 step,
-                |micro| {
-                    let k = step * accum + micro;
-                    let epoch = k / per_epoch;
-                    if epoch_cache != Some(epoch) {
-                        order = (0..train.len()).collect();
-                        order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(
-                            args.seed,
-                            1 << 40 | epoch as u64,
-                        )));
-                        epoch_cache = Some(epoch);
-                    }
-                    let i = k % per_epoch * args.train_batch_size;
-                    let picked: Vec<_> = order[i..(i + args.train_batch_size).min(train.len())]
-                        .iter()
-                        .map(|&j| &train.examples[j])
-                        .collect();
-                    examples += picked.len();
-                    let mut rng = ChaCha8Rng::seed_from_u64(mix(args.seed, 2 << 40 | k as u64));
-                    let batch = collator.collate(&picked, &mut rng, args.device)?;
-                    model
-                        .forward(&batch, true)?
-                        .loss
-                        .ok_or_else(|| arg("labels", "the batch has no labels"))
-                },
-            )
-        })?;
+                scaler,
+                &mut loss_of,
+            )?,
+            None => optimizer_step(
+                &mut optimizer,
+                lr,
+                accum,
+                args.max_grad_norm,
+                step,
+                &mut loss_of,
+            )?,
+        };
+        drop(autocast);
         let secs = started.elapsed().as_secs_f64();
         state.global_step = step + 1;
         since_log.push(outcome.loss);
@@ -262,7 +280,10 @@ pub fn train(
                 .eval_steps
                 .is_some_and(|n| n > 0 && done.is_multiple_of(n))
         }) {
-            let result = evaluate(model, data, collator, args.eval_batch_size, args.device)?;
+            let result = {
+                let _autocast = Autocast::enter(args.mixed_precision, args.device)?;
+                evaluate(model, data, collator, args.eval_batch_size, args.device)?
+            };
             let e = entry.get_or_insert_with(|| LogEntry {
                 step: done,
                 epoch,

@@ -47,6 +47,7 @@ impl TrainingArgs {
         ] {
             check(v > 0, name, "at least 1", v)?;
         }
+        self.mixed_precision.validate(self.device)?;
         if self.max_steps == Some(0) || (self.max_steps.is_none() && self.num_train_epochs == 0) {
             return Err(TrainError::argument("max_steps", "no step to take"));
         }

@@ -12,6 +12,24 @@ use convbert_heads::{
 use convbert_model::{ConvBertConfig, ConvBertInputs, ForwardOptions};
 use tch::{Device, Kind, Tensor};
 
+/// Device of the parity tests: `CONVBERT_TEST_DEVICE=cuda` (or `cuda:N`) runs them on a GPU.
+pub fn device() -> Device {
+    match std::env::var("CONVBERT_TEST_DEVICE").as_deref() {
+        Ok("cuda") => Device::Cuda(0),
+        Ok(s) if s.starts_with("cuda:") => Device::Cuda(s[5..].parse().expect("cuda:N")),
+        _ => Device::Cpu,
+    }
+}
+
+/// `cpu` on the CPU; at least 1e-4 on a GPU, whose kernels sum in other orders.
+pub fn tol(cpu: f64) -> f64 {
+    if device().is_cuda() {
+        cpu.max(1e-4)
+    } else {
+        cpu
+    }
+}
+
 pub fn heads_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/heads")
 }
@@ -34,7 +52,7 @@ pub fn manifest() -> BTreeMap<String, (String, Vec<String>)> {
     out
 }
 
-/// The named tensors of one golden run (`in.*`, `out.*`).
+/// The named tensors of one golden run (`in.*`, `out.*`), on [`device`].
 pub fn read_run(variant: &str, run: &str) -> BTreeMap<String, Tensor> {
     let path = heads_dir()
         .join(variant)
@@ -43,6 +61,7 @@ pub fn read_run(variant: &str, run: &str) -> BTreeMap<String, Tensor> {
     Tensor::read_safetensors(&path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .into_iter()
+        .map(|(k, t)| (k, t.to_device(device())))
         .collect()
 }
 
@@ -62,7 +81,7 @@ impl AnyHead {
         source: &Path,
         config: Option<ConvBertConfig>,
     ) -> convbert_heads::Result<Self> {
-        let (d, k) = (Device::Cpu, Kind::Float);
+        let (d, k) = (device(), Kind::Float);
         macro_rules! load {
             ($t:ty) => {
                 match config {
@@ -175,6 +194,7 @@ impl AnyHead {
 /// Max |a - b| and the index of the worst element (flattened).
 pub fn max_diff(a: &Tensor, b: &Tensor) -> (f64, i64) {
     assert_eq!(a.size(), b.size(), "shape");
+    let (a, b) = (a.to_device(Device::Cpu), b.to_device(Device::Cpu));
     let d = (a.to_kind(Kind::Double) - b.to_kind(Kind::Double))
         .abs()
         .reshape([-1]);

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// `fixtures/model` of the workspace.
 pub fn fixtures() -> PathBuf {
@@ -14,7 +14,25 @@ pub fn fixtures() -> PathBuf {
         .join("model")
 }
 
-/// Every tensor of a golden run file, by name.
+/// Device of the parity tests: `CONVBERT_TEST_DEVICE=cuda` (or `cuda:N`) runs them on a GPU.
+pub fn device() -> Device {
+    match std::env::var("CONVBERT_TEST_DEVICE").as_deref() {
+        Ok("cuda") => Device::Cuda(0),
+        Ok(s) if s.starts_with("cuda:") => Device::Cuda(s[5..].parse().expect("cuda:N")),
+        _ => Device::Cpu,
+    }
+}
+
+/// `cpu` on the CPU; at least 1e-4 on a GPU, whose kernels sum in other orders.
+pub fn tol(cpu: f64) -> f64 {
+    if device().is_cuda() {
+        cpu.max(1e-4)
+    } else {
+        cpu
+    }
+}
+
+/// Every tensor of a golden run file, by name, on [`device`].
 pub fn read_run(case: &str, run: &str) -> BTreeMap<String, Tensor> {
     let path = fixtures()
         .join(case)
@@ -23,14 +41,15 @@ pub fn read_run(case: &str, run: &str) -> BTreeMap<String, Tensor> {
     Tensor::read_safetensors(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
         .into_iter()
+        .map(|(k, t)| (k, t.to_device(device())))
         .collect()
 }
 
 /// Max |got - expected| and the worst element's (index, got, expected).
 pub fn worst(got: &Tensor, expected: &Tensor) -> (f64, Vec<i64>, f64, f64) {
     assert_eq!(got.size(), expected.size(), "shape differs");
-    let got = got.to_kind(Kind::Double);
-    let expected = expected.to_kind(Kind::Double);
+    let got = got.to_device(Device::Cpu).to_kind(Kind::Double);
+    let expected = expected.to_device(Device::Cpu).to_kind(Kind::Double);
     let diff = (&got - &expected).abs().flatten(0, -1);
     if diff.numel() == 0 {
         return (0.0, vec![], 0.0, 0.0);
@@ -60,8 +79,14 @@ pub fn assert_close(what: &str, got: &Tensor, expected: &Tensor, tol: f64) -> f6
 
 /// Cosine similarity of two tensors flattened, in f64.
 pub fn cosine(a: &Tensor, b: &Tensor) -> f64 {
-    let a = a.to_kind(Kind::Double).flatten(0, -1);
-    let b = b.to_kind(Kind::Double).flatten(0, -1);
+    let a = a
+        .to_device(Device::Cpu)
+        .to_kind(Kind::Double)
+        .flatten(0, -1);
+    let b = b
+        .to_device(Device::Cpu)
+        .to_kind(Kind::Double)
+        .flatten(0, -1);
     let dot = (&a * &b).sum(Kind::Double).double_value(&[]);
     dot / (a.norm().double_value(&[]) * b.norm().double_value(&[]))
 }
