@@ -5,7 +5,8 @@
 //! The cores may be shared with other work, so each round times ours and HF back to back
 //! (fp32 then bf16) and the medians over the rounds are reported, with the median of the
 //! per-round ratios. Env: BENCH_SECONDS (default 4 per measurement), BENCH_ROUNDS (default 5),
-//! BENCH_SKIP_HF=1 to time only this crate.
+//! BENCH_BATCH (default 8), BENCH_DEVICE (cpu, or cuda: both sides on GPU 0, timed to the end
+//! of the device's work), BENCH_SKIP_HF=1 to time only this crate.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -15,10 +16,17 @@ use convbert_model::{ConvBertConfig, ConvBertInputs, ConvBertModel, ForwardOptio
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-const BATCH: i64 = 8;
 const SEQ: i64 = 128;
 
+/// Waits for the queued GPU work, so that timings cover it.
+fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
 fn tokens_per_s(model: &ConvBertModel, ids: &Tensor, mask: &Tensor, seconds: f64) -> (f64, Tensor) {
+    let device = ids.device();
     let inputs = ConvBertInputs {
         input_ids: Some(ids),
         attention_mask: Some(mask),
@@ -33,13 +41,17 @@ fn tokens_per_s(model: &ConvBertModel, ids: &Tensor, mask: &Tensor, seconds: f64
     };
     let out = run();
     let _ = run();
+    sync(device);
     let (mut n, start) = (0usize, Instant::now());
     loop {
         let _ = run();
         n += 1;
-        let elapsed = start.elapsed().as_secs_f64();
-        if elapsed >= seconds && n >= 3 {
-            return (n as f64 * (BATCH * SEQ) as f64 / elapsed, out);
+        if n % 8 == 0 || !device.is_cuda() {
+            sync(device);
+            let elapsed = start.elapsed().as_secs_f64();
+            if elapsed >= seconds && n >= 3 {
+                return (n as f64 * ids.numel() as f64 / elapsed, out);
+            }
         }
     }
 }
@@ -71,11 +83,12 @@ struct Hf {
 }
 
 impl Hf {
-    fn start(threads: i32) -> Option<Hf> {
+    fn start(threads: i32, batch: i64, device: &str) -> Option<Hf> {
         let python = std::env::var("CONVBERT_PYTHON").unwrap_or_else(|_| "python3".into());
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/bench_hf.py");
         let mut child = Command::new(&python)
             .args([script, "--serve", "--threads", &threads.to_string()])
+            .args(["--batch", &batch.to_string(), "--device", device])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -123,12 +136,19 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 fn main() {
     let seconds: f64 = env_or("BENCH_SECONDS", 4.0);
     let rounds: usize = env_or("BENCH_ROUNDS", 5);
+    let batch: i64 = env_or("BENCH_BATCH", 8);
+    let device_name: String = env_or("BENCH_DEVICE", "cpu".to_string());
+    let device = match device_name.as_str() {
+        "cpu" => Device::Cpu,
+        "cuda" => Device::Cuda(0),
+        other => panic!("BENCH_DEVICE: cpu or cuda, not {other}"),
+    };
     let threads = tch::get_num_threads();
     let _guard = tch::no_grad_guard();
     let cfg = ConvBertConfig::default(); // conv-bert-base shape
     let build = |kind: Kind| {
         tch::manual_seed(0);
-        let mut vs = VarStore::new(Device::Cpu);
+        let mut vs = VarStore::new(device);
         let model = ConvBertModel::new(&vs.root(), &cfg).expect("model");
         vs.freeze();
         vs.set_kind(kind);
@@ -136,12 +156,12 @@ fn main() {
     };
     let (m32, _vs32) = build(Kind::Float);
     let (m16, _vs16) = build(Kind::BFloat16);
-    let ids = Tensor::randint(cfg.vocab_size, [BATCH, SEQ], (Kind::Int64, Device::Cpu));
-    let mask = Tensor::ones([BATCH, SEQ], (Kind::Int64, Device::Cpu));
+    let ids = Tensor::randint(cfg.vocab_size, [batch, SEQ], (Kind::Int64, device));
+    let mask = Tensor::ones([batch, SEQ], (Kind::Int64, device));
     let mut hf = if std::env::var("BENCH_SKIP_HF").is_ok() {
         None
     } else {
-        Hf::start(threads)
+        Hf::start(threads, batch, &device_name)
     };
 
     // [ours fp32, HF fp32, ours bf16, HF bf16] per round.
@@ -170,7 +190,7 @@ fn main() {
         let r: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
         median(&r)
     };
-    println!("convbert-model  threads {threads}  batch {BATCH} x seq {SEQ}  {rounds} rounds x {seconds} s, medians");
+    println!("convbert-model  {device_name}  threads {threads}  batch {batch} x seq {SEQ}  {rounds} rounds x {seconds} s, medians");
     println!("  ours fp32: {:>9.1} tokens/s", median(&t[0]));
     println!(
         "  ours bf16: {:>9.1} tokens/s   (last_hidden_state cosine vs fp32: {cos:.6})",

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# CUDA checks on a GPU machine that has torch 2.11.0 in `python3` but no Rust toolchain.
+#   scripts/cuda_check.sh kit   here: builds the test and bench binaries into gpu-kit/ and
+#                               downloads the pinned HF reference as wheels into .whl/
+#   scripts/cuda_check.sh run   there, from a copy of the repository holding both: the golden
+#                               parity tests on CUDA (1e-4), mixed-precision training, and the
+#                               conv-bert-base forward speed against HF eager on the same GPU
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+kit() {
+    . scripts/env.sh
+    local json
+    json=$(cargo test --release --no-run --message-format=json \
+        -p convbert-model --test golden -p convbert-heads --test golden \
+        -p convbert-train --test step_parity --test mixed_precision)
+    cargo bench --no-run -p convbert-model --bench forward
+    cargo build --release -p convbert-cli
+    rm -rf gpu-kit && mkdir gpu-kit
+    echo "$json" | python3 -c '
+import json, shutil, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable"):
+        crate = m["package_id"].split("#")[0].rsplit("/", 1)[-1].removeprefix("convbert-")
+        name = m["target"]["name"]
+        shutil.copy(m["executable"], f"gpu-kit/{crate}_{name}")
+'
+    cp "$(ls -t target/release/deps/forward-* | grep -v '\.d$' | head -1)" gpu-kit/bench_forward
+    cp target/release/convbert gpu-kit/convbert
+    strip gpu-kit/*
+    mkdir -p .whl
+    "$CONVBERT_PYTHON" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+        --implementation cp --platform manylinux_2_17_x86_64 -d .whl \
+        transformers==4.57.6 tokenizers==0.22.2 huggingface_hub==0.36.2
+    du -sh gpu-kit .whl
+}
+
+run() {
+    # The binaries find fixtures/ through the absolute path they were built in.
+    mkdir -p /work && ln -sfn "$PWD" /work/main
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl
+    export PYTHONPATH=/tmp/site CONVBERT_PYTHON=python3 CONVBERT_TEST_DEVICE=cuda
+    LD_LIBRARY_PATH=$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__) + "/lib")')
+    export LD_LIBRARY_PATH
+    nvidia-smi -L
+    python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
+    local k=gpu-kit status=0
+    for t in model_golden heads_golden train_step_parity train_mixed_precision; do
+        echo "== $t (CONVBERT_TEST_DEVICE=cuda)"
+        "$k/$t" --nocapture --test-threads 1 || status=1
+    done
+    echo "== convbert train --device cuda --bf16"
+    "$k/convbert" train --task text-classification --config docs/finetune/config.json \
+        --train docs/finetune/train.jsonl --eval docs/finetune/eval.jsonl \
+        --output /tmp/sentiment-bf16 --epochs 12 --batch-size 16 --learning-rate 3e-3 \
+        --warmup-ratio 0.1 --logging-steps 4 --eval-steps 8 --save-total-limit 1 --seed 42 \
+        --no-progress --device cuda --bf16 || status=1
+    echo "== convbert fill-mask --device cuda"
+    "$k/convbert" fill-mask --device cuda "paris is the [MASK] of france." || status=1
+    for batch in 8 64; do
+        echo "== forward speed, conv-bert-base, batch $batch x 128, cuda"
+        BENCH_DEVICE=cuda BENCH_BATCH=$batch BENCH_SECONDS=${BENCH_SECONDS:-2} \
+            BENCH_ROUNDS=${BENCH_ROUNDS:-3} "$k/bench_forward" || status=1
+    done
+    return $status
+}
+
+case "${1:-}" in
+    kit) kit ;;
+    run) run ;;
+    *) echo "usage: $0 kit|run" >&2; exit 2 ;;
+esac
