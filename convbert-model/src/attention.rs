@@ -86,7 +86,8 @@ impl ConvBertSelfAttention {
                 None => scores,
             };
             let mut probs = dropout(
-                scores.f_softmax(-1, scores.kind())?,
+                // No dtype, as HF: under autocast softmax then runs in fp32.
+                scores.f_softmax(-1, None)?,
                 self.dropout,
                 ctx.train,
             )?;
@@ -166,7 +167,7 @@ impl ConvBertSelfAttention {
         let key_conv = self.key_conv_attn_layer.forward(&x_conv)?; // (B, L, A)
         let logits = self.conv_kernel_layer.forward(&key_conv.f_mul(q)?)?; // (B, L, H*K)
         let pi = logits.f_view([b, l, h, k])?;
-        let pi = pi.f_softmax(-1, pi.kind())?;
+        let pi = pi.f_softmax(-1, None)?;
         if let Some(m) = keep {
             u = u.f_mul(m)?;
         }

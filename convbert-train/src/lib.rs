@@ -36,7 +36,7 @@ pub use error::{Result, TrainError};
 pub use evaluate::{evaluate, EvalResult};
 pub use model::{TaskModel, TaskOutput};
 pub use optimizer::{decays, AdamW, AdamWConfig};
-pub use precision::{GradScaler, MixedPrecision};
+pub use precision::{Autocast, GradScaler, MixedPrecision};
 pub use schedule::{LinearSchedule, Warmup};
 pub use step::{optimizer_step, optimizer_step_scaled, StepOutcome};
 pub use trainer::{train, TrainOutput, TrainingArgs};

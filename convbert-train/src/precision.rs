@@ -22,7 +22,7 @@ pub enum MixedPrecision {
 
 impl MixedPrecision {
     /// Checks that `device` supports this precision.
-    pub(crate) fn validate(self, device: Device) -> Result<()> {
+    pub fn validate(self, device: Device) -> Result<()> {
         match (self, device) {
             (MixedPrecision::Fp16, Device::Cpu) => Err(TrainError::argument(
                 "mixed_precision",
@@ -69,7 +69,7 @@ const SCALAR_BFLOAT16: i8 = 15;
 
 /// Autocast enabled on one device type for the guard's lifetime, as `with torch.autocast(...)`:
 /// the previous state is restored and the cast cache cleared on drop.
-pub(crate) struct Autocast {
+pub struct Autocast {
     device_type: i8,
     was_enabled: bool,
     old_dtype: i8,
@@ -77,7 +77,7 @@ pub(crate) struct Autocast {
 
 impl Autocast {
     /// `None` when `precision` is [`MixedPrecision::No`].
-    pub(crate) fn enter(precision: MixedPrecision, device: Device) -> Result<Option<Autocast>> {
+    pub fn enter(precision: MixedPrecision, device: Device) -> Result<Option<Autocast>> {
         precision.validate(device)?;
         let dtype = match precision {
             MixedPrecision::No => return Ok(None),

@@ -7,8 +7,8 @@ mod common;
 use common::{collator, temp_dir, tiny_config, tokenizer, write_classification};
 use convbert_train::data::{read_dataset, DataOptions, Task};
 use convbert_train::{
-    optimizer_step, optimizer_step_scaled, train, AdamW, AdamWConfig, GradScaler, MixedPrecision,
-    TaskModel, TrainingArgs, Warmup,
+    optimizer_step, optimizer_step_scaled, train, AdamW, AdamWConfig, Autocast, GradScaler,
+    MixedPrecision, TaskModel, TrainingArgs, Warmup,
 };
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -21,14 +21,23 @@ fn device() -> Device {
     }
 }
 
+/// The precisions that `device` trains with (fp32 as the baseline).
+fn precisions(device: Device) -> &'static [MixedPrecision] {
+    if device.is_cuda() {
+        &[
+            MixedPrecision::No,
+            MixedPrecision::Bf16,
+            MixedPrecision::Fp16,
+        ]
+    } else {
+        &[MixedPrecision::No, MixedPrecision::Bf16]
+    }
+}
+
 #[test]
 fn autocast_training_reaches_95_percent_with_fp32_master_weights() {
     let device = device();
-    let precisions: &[MixedPrecision] = if device.is_cuda() {
-        &[MixedPrecision::Bf16, MixedPrecision::Fp16]
-    } else {
-        &[MixedPrecision::Bf16]
-    };
+    let mut failures: Vec<String> = Vec::new();
     let dir = temp_dir("mixed");
     write_classification(&dir.join("train.jsonl"), 480, 1);
     write_classification(&dir.join("eval.jsonl"), 200, 2);
@@ -45,7 +54,7 @@ fn autocast_training_reaches_95_percent_with_fp32_master_weights() {
     };
     let path = dir.join("eval.jsonl");
     let eval_set = read_dataset(Task::TextClassification, &path, &tok, &opts).expect("eval");
-    for &precision in precisions {
+    for &precision in precisions(device) {
         tch::manual_seed(3);
         let config = tiny_config(r#", "num_labels": 3"#);
         let model =
@@ -85,6 +94,75 @@ fn autocast_training_reaches_95_percent_with_fp32_master_weights() {
             state.contains("grad_scaler"),
             precision == MixedPrecision::Fp16,
             "{state}"
+        );
+    }
+    assert!(failures.is_empty(), "{failures:?}");
+}
+
+/// One batch's gradients under autocast point where the fp32 gradients do, parameter by parameter.
+#[test]
+fn autocast_gradients_follow_fp32_gradients() {
+    let device = device();
+    let dir = temp_dir("mixed-grads");
+    write_classification(&dir.join("train.jsonl"), 32, 3);
+    let tok = tokenizer();
+    let opts = DataOptions {
+        max_length: 32,
+        ..DataOptions::default()
+    };
+    let path = dir.join("train.jsonl");
+    let data = read_dataset(Task::TextClassification, &path, &tok, &opts).expect("data");
+    let picked: Vec<_> = data.examples.iter().collect();
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+    let batch = collator(false)
+        .collate(&picked, &mut rng, device)
+        .expect("batch");
+    tch::manual_seed(5);
+    let config = tiny_config(
+        r#", "num_labels": 3, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0"#,
+    );
+    let model = TaskModel::from_config(Task::TextClassification, config, device).expect("model");
+    let grads = |precision: MixedPrecision| {
+        let _autocast = Autocast::enter(precision, device).expect("autocast");
+        let loss = model
+            .forward(&batch, true)
+            .expect("forward")
+            .loss
+            .expect("loss");
+        loss.backward();
+        let vars = model.var_store().variables();
+        let out: std::collections::BTreeMap<String, Tensor> = vars
+            .iter()
+            .map(|(n, v)| (n.clone(), v.grad().to_kind(Kind::Double).copy()))
+            .collect();
+        for v in vars.values() {
+            v.grad().zero_();
+        }
+        out
+    };
+    let reference = grads(MixedPrecision::No);
+    for &precision in &precisions(device)[1..] {
+        let got = grads(precision);
+        let mut worst = (1.0f64, String::new());
+        for ((name, a), (_, b)) in reference.iter().zip(&got) {
+            let norm = a.norm().double_value(&[]) * b.norm().double_value(&[]);
+            if norm < 1e-12 {
+                continue; // a zero gradient (the key bias)
+            }
+            let cos = (a * b).sum(Kind::Double).double_value(&[]) / norm;
+            if cos < worst.0 {
+                worst = (cos, name.clone());
+            }
+        }
+        println!(
+            "{precision:?} on {device:?}: worst gradient cosine {:.5} ({})",
+            worst.0, worst.1
+        );
+        assert!(
+            worst.0 > 0.99,
+            "{precision:?}: {} gradient cosine {}",
+            worst.1,
+            worst.0
         );
     }
 }
