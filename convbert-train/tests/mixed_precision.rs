@@ -21,6 +21,29 @@ fn device() -> Device {
     }
 }
 
+/// A tiny classifier without dropout whose initial weights are drawn on the CPU with a fixed
+/// seed and copied to `device`: every device and precision starts from the same point, so the
+/// runs differ only by their arithmetic.
+fn same_start_on(device: Device) -> TaskModel {
+    let config = tiny_config(
+        r#", "num_labels": 3, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0"#,
+    );
+    tch::manual_seed(3);
+    let cpu = TaskModel::from_config(Task::TextClassification, config.clone(), Device::Cpu)
+        .expect("model");
+    if device == Device::Cpu {
+        return cpu;
+    }
+    let model = TaskModel::from_config(Task::TextClassification, config, device).expect("model");
+    let from = cpu.var_store().variables();
+    tch::no_grad(|| {
+        for (name, var) in model.var_store().variables() {
+            var.shallow_clone().copy_(&from[&name]);
+        }
+    });
+    model
+}
+
 /// The precisions that `device` trains with (fp32 as the baseline).
 fn precisions(device: Device) -> &'static [MixedPrecision] {
     if device.is_cuda() {
@@ -55,10 +78,7 @@ fn autocast_training_reaches_95_percent_with_fp32_master_weights() {
     let path = dir.join("eval.jsonl");
     let eval_set = read_dataset(Task::TextClassification, &path, &tok, &opts).expect("eval");
     for &precision in precisions(device) {
-        tch::manual_seed(3);
-        let config = tiny_config(r#", "num_labels": 3"#);
-        let model =
-            TaskModel::from_config(Task::TextClassification, config, device).expect("model");
+        let model = same_start_on(device);
         let out_dir = dir.join(format!("{precision:?}"));
         let args = TrainingArgs {
             output_dir: out_dir.clone(),
@@ -81,10 +101,9 @@ fn autocast_training_reaches_95_percent_with_fp32_master_weights() {
             "{precision:?} on {device:?}: accuracy {accuracy:.3}, {:.1} examples/s",
             out.examples_per_second
         );
-        assert!(
-            accuracy >= 0.95,
-            "{precision:?}: held-out accuracy {accuracy}"
-        );
+        if accuracy < 0.95 {
+            failures.push(format!("{precision:?}: held-out accuracy {accuracy}"));
+        }
         for (name, var) in model.var_store().variables() {
             assert_eq!(var.kind(), Kind::Float, "{name} is no longer fp32");
         }
@@ -117,11 +136,7 @@ fn autocast_gradients_follow_fp32_gradients() {
     let batch = collator(false)
         .collate(&picked, &mut rng, device)
         .expect("batch");
-    tch::manual_seed(5);
-    let config = tiny_config(
-        r#", "num_labels": 3, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0"#,
-    );
-    let model = TaskModel::from_config(Task::TextClassification, config, device).expect("model");
+    let model = same_start_on(device);
     let grads = |precision: MixedPrecision| {
         let _autocast = Autocast::enter(precision, device).expect("autocast");
         let loss = model
@@ -129,14 +144,20 @@ fn autocast_gradients_follow_fp32_gradients() {
             .expect("forward")
             .loss
             .expect("loss");
-        loss.backward();
+        // fp16 gradients underflow without loss scaling, so scale as GradScaler does.
+        let scale = if precision == MixedPrecision::Fp16 {
+            GradScaler::default().scale
+        } else {
+            1.0
+        };
+        (loss * scale).backward();
         let vars = model.var_store().variables();
         let out: std::collections::BTreeMap<String, Tensor> = vars
             .iter()
-            .map(|(n, v)| (n.clone(), v.grad().to_kind(Kind::Double).copy()))
+            .map(|(n, v)| (n.clone(), v.grad().to_kind(Kind::Double) / scale))
             .collect();
         for v in vars.values() {
-            v.grad().zero_();
+            let _ = v.grad().zero_();
         }
         out
     };
