@@ -64,14 +64,20 @@ impl SpecialIds {
             let all = self.all();
             return Ok(a.iter().map(|id| u32::from(all.contains(id))).collect());
         }
-        let mut out = vec![1];
-        out.extend(std::iter::repeat_n(0, a.len()));
+        Ok(Self::added_mask(a.len(), b.map(<[u32]>::len)))
+    }
+
+    /// The special-tokens mask of `[CLS] A [SEP]` or `[CLS] A [SEP] B [SEP]`.
+    pub(crate) fn added_mask(a: usize, b: Option<usize>) -> Vec<u32> {
+        let mut out = Vec::with_capacity(a + b.map_or(0, |b| b + 1) + 2);
+        out.push(1);
+        out.extend(std::iter::repeat_n(0, a));
         out.push(1);
         if let Some(b) = b {
-            out.extend(std::iter::repeat_n(0, b.len()));
+            out.extend(std::iter::repeat_n(0, b));
             out.push(1);
         }
-        Ok(out)
+        out
     }
 
     pub(crate) fn type_ids(a: &[u32], b: Option<&[u32]>) -> Vec<u32> {

@@ -137,7 +137,7 @@ impl ConvBertTokenizer {
     /// Encodes one text (`__call__(text)`).
     pub fn encode(&self, text: &str, opts: &EncodeOptions) -> Result<Encoding> {
         let r = resolve(opts, self.config.model_max_length)?;
-        let mut enc = self.with_state(|st| self.prepare(st, text, None, opts, &r))?;
+        let mut enc = self.with_state(|st| self.prepare(st, text, None, opts, &r));
         if let Some(target) = r.padding {
             let target = target.unwrap_or(enc.ids.len());
             pad(
@@ -155,7 +155,8 @@ impl ConvBertTokenizer {
     /// Encodes a pair (`__call__(text, text_pair)`).
     pub fn encode_pair(&self, text: &str, pair: &str, opts: &EncodeOptions) -> Result<Encoding> {
         let r = resolve(opts, self.config.model_max_length)?;
-        let mut enc = self.with_state(|st| self.prepare(st, text, Some(pair), opts, &r))?;
+        check_pair_options(opts, &r)?;
+        let mut enc = self.with_state(|st| self.prepare(st, text, Some(pair), opts, &r));
         if let Some(target) = r.padding {
             let target = target.unwrap_or(enc.ids.len());
             pad(
@@ -184,28 +185,24 @@ impl ConvBertTokenizer {
             ));
         }
         let r = resolve(opts, self.config.model_max_length)?;
-        let unit = (texts.len() / (rayon::current_num_threads() * 4)).clamp(1, 1024);
-        let chunks: Vec<Result<Vec<Encoding>>> = texts
-            .par_chunks(unit)
-            .enumerate()
-            .map(|(c, chunk)| {
-                let mut st = State::default();
-                chunk
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| {
-                        self.prepare(&mut st, t, pairs.map(|p| p[c * unit + i]), opts, &r)
-                    })
-                    .collect()
-            })
-            .collect();
-        let mut out = Vec::with_capacity(texts.len());
-        for chunk in chunks {
-            out.extend(chunk?);
+        if pairs.is_some() {
+            check_pair_options(opts, &r)?;
         }
+        // Coarse work units, each with its own buffers; the results go straight to their
+        // slots of the output, so nothing runs serially after the parallel part.
+        let unit = (texts.len() / (rayon::current_num_threads() * 4)).clamp(1, 1024);
+        let mut out = Vec::with_capacity(texts.len());
+        texts
+            .par_iter()
+            .enumerate()
+            .with_min_len(unit)
+            .map_init(State::default, |st, (i, t)| {
+                self.prepare(st, t, pairs.map(|p| p[i]), opts, &r)
+            })
+            .collect_into_vec(&mut out);
         if let Some(target) = r.padding {
             let target = target.unwrap_or_else(|| out.iter().map(Encoding::len).max().unwrap_or(0));
-            for enc in &mut out {
+            out.par_iter_mut().with_min_len(unit).for_each(|enc| {
                 pad(
                     enc,
                     target,
@@ -214,12 +211,13 @@ impl ConvBertTokenizer {
                     self.specials.pad,
                     opts.return_offsets,
                 );
-            }
+            });
         }
         Ok(out)
     }
 
-    /// `prepare_for_model` without padding: truncation, special tokens, masks.
+    /// `prepare_for_model` without padding: truncation, special tokens, masks. Options that
+    /// cannot work are rejected by [`check_pair_options`] before.
     fn prepare(
         &self,
         st: &mut State,
@@ -227,17 +225,20 @@ impl ConvBertTokenizer {
         pair: Option<&str>,
         opts: &EncodeOptions,
         r: &Resolved,
-    ) -> Result<Encoding> {
+    ) -> Encoding {
+        if pair.is_none() {
+            st.reset(opts.return_offsets);
+            self.added.tokenize(&self.pipeline, st, text);
+            let added = if opts.add_special_tokens { 2 } else { 0 };
+            let fits = r
+                .truncation
+                .is_none_or(|(_, max)| max == 0 || st.ids.len() + added <= max);
+            if fits {
+                return self.single(&st.ids, &st.offsets, opts, r);
+            }
+        }
         let mut a = self.run(st, text, opts.return_offsets);
         let mut b = pair.map(|p| self.run(st, p, opts.return_offsets));
-        if opts.return_overflowing_tokens
-            && b.is_some()
-            && matches!(r.truncation, Some((TruncationStrategy::LongestFirst, _)))
-        {
-            return Err(TokenizerError::Options(
-                "Not possible to return overflowing tokens for pair of sequences with the `longest_first`. Please select another truncation strategy than `longest_first`, for instance `only_second` or `only_first`.".into(),
-            ));
-        }
         let added = if opts.add_special_tokens {
             2 + usize::from(b.is_some())
         } else {
@@ -266,7 +267,7 @@ impl ConvBertTokenizer {
         if opts.add_special_tokens {
             enc.ids = self.specials.build_inputs(&a.ids, b_ids);
             enc.type_ids = SpecialIds::type_ids(&a.ids, b_ids);
-            enc.special_tokens_mask = self.specials.special_tokens_mask(&a.ids, b_ids, false)?;
+            enc.special_tokens_mask = SpecialIds::added_mask(a.ids.len(), b_ids.map(<[u32]>::len));
         } else {
             enc.ids = a.ids.iter().chain(b_ids.unwrap_or(&[])).copied().collect();
             enc.type_ids = vec![0; enc.ids.len()];
@@ -285,7 +286,42 @@ impl ConvBertTokenizer {
             }
             enc.offsets = offsets;
         }
-        Ok(enc)
+        enc
+    }
+
+    /// The encoding of one untruncated sequence, built from the tokenizer's buffers.
+    fn single(
+        &self,
+        ids: &[u32],
+        offsets: &[(usize, usize)],
+        opts: &EncodeOptions,
+        r: &Resolved,
+    ) -> Encoding {
+        let special = opts.add_special_tokens;
+        let n = ids.len() + if special { 2 } else { 0 };
+        let mut enc = Encoding {
+            type_ids: vec![0; n],
+            attention_mask: vec![1; n],
+            ..Encoding::default()
+        };
+        if special {
+            enc.ids = self.specials.build_inputs(ids, None);
+            enc.special_tokens_mask = SpecialIds::added_mask(ids.len(), None);
+        } else {
+            enc.ids = ids.to_vec();
+            enc.special_tokens_mask = vec![0; n];
+        }
+        if opts.return_offsets {
+            let mut out = Vec::with_capacity(n);
+            out.extend(special.then_some((0, 0)));
+            out.extend_from_slice(offsets);
+            out.extend(special.then_some((0, 0)));
+            enc.offsets = out;
+        }
+        if opts.return_overflowing_tokens {
+            enc.num_truncated_tokens = r.truncation.map(|(_, max)| n as i64 - max as i64);
+        }
+        enc
     }
 
     /// Decodes ids (`decode`): joins WordPiece tokens, optionally drops special tokens and applies
@@ -367,4 +403,16 @@ impl ConvBertTokenizer {
     pub fn save_tokenizer_json(&self, path: impl AsRef<Path>) -> Result<()> {
         crate::fast::ConvBertTokenizerFast::new(self.vocab.clone(), self.config.clone())?.save(path)
     }
+}
+
+/// Python refuses overflowing tokens for pairs truncated `longest_first`.
+fn check_pair_options(opts: &EncodeOptions, r: &Resolved) -> Result<()> {
+    if opts.return_overflowing_tokens
+        && matches!(r.truncation, Some((TruncationStrategy::LongestFirst, _)))
+    {
+        return Err(TokenizerError::Options(
+            "Not possible to return overflowing tokens for pair of sequences with the `longest_first`. Please select another truncation strategy than `longest_first`, for instance `only_second` or `only_first`.".into(),
+        ));
+    }
+    Ok(())
 }
