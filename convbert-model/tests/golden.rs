@@ -99,7 +99,8 @@ fn every_output_matches_hf() {
     }
 }
 
-/// Without attentions or head mask the fused attention kernel is used; still within 1e-5.
+/// Without attentions or head mask the inference path runs (explicit GEMMs on the CPU, the fused
+/// attention kernel on a GPU); still within 1e-5.
 #[test]
 fn fused_attention_path_matches_hf() {
     for (case, runs) in CASES {
