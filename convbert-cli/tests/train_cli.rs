@@ -302,6 +302,9 @@ fn bad_input_exits_1_with_one_line_and_bad_usage_exits_2() {
     let mut task = base(&train);
     task[2] = "summarization".into();
     one_line(&run(task), 2, "unknown task");
+    let mut fp16 = base(&train);
+    fp16.push("--fp16".into());
+    one_line(&run(fp16), 2, "fp16 mixed precision needs a CUDA device");
     assert!(!dir.join("out").exists(), "nothing is written on bad input");
 
     let mut flag = base(&train);
@@ -312,58 +315,74 @@ fn bad_input_exits_1_with_one_line_and_bad_usage_exits_2() {
 }
 
 /// The fine-tuning example of docs/finetune/README.md, as documented: it reaches the accuracy
-/// shown there.
+/// shown there, in fp32 and with `--bf16` mixed precision.
 #[test]
 fn the_documented_fine_tuning_example_reaches_full_accuracy() {
+    for precision in [None, Some("--bf16")] {
+        documented_example(precision);
+    }
+}
+
+fn documented_example(precision: Option<&str>) {
     let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/finetune");
-    let out_dir =
-        std::env::temp_dir().join(format!("convbert-train-cli-docs-{}", std::process::id()));
+    let out_dir = std::env::temp_dir().join(format!(
+        "convbert-train-cli-docs-{}-{}",
+        std::process::id(),
+        precision.unwrap_or("fp32").trim_start_matches('-')
+    ));
     if out_dir.exists() {
         std::fs::remove_dir_all(&out_dir).expect("clean");
     }
-    let out = convbert(
-        &[
-            "train",
-            "--task",
-            "text-classification",
-            "--config",
-            p(&docs.join("config.json")),
-            "--train",
-            p(&docs.join("train.jsonl")),
-            "--eval",
-            p(&docs.join("eval.jsonl")),
-            "--output",
-            p(&out_dir),
-            "--epochs",
-            "12",
-            "--batch-size",
-            "16",
-            "--learning-rate",
-            "3e-3",
-            "--warmup-ratio",
-            "0.1",
-            "--logging-steps",
-            "4",
-            "--eval-steps",
-            "8",
-            "--save-total-limit",
-            "1",
-            "--seed",
-            "42",
-            "--threads",
-            "1",
-            "--no-progress",
-        ],
-        "",
+    let (config, train, eval) = (
+        docs.join("config.json"),
+        docs.join("train.jsonl"),
+        docs.join("eval.jsonl"),
     );
+    let mut args = vec![
+        "train",
+        "--task",
+        "text-classification",
+        "--config",
+        p(&config),
+        "--train",
+        p(&train),
+        "--eval",
+        p(&eval),
+        "--output",
+        p(&out_dir),
+        "--epochs",
+        "12",
+        "--batch-size",
+        "16",
+        "--learning-rate",
+        "3e-3",
+        "--warmup-ratio",
+        "0.1",
+        "--logging-steps",
+        "4",
+        "--eval-steps",
+        "8",
+        "--save-total-limit",
+        "1",
+        "--seed",
+        "42",
+        "--threads",
+        "1",
+        "--no-progress",
+    ];
+    args.extend(precision);
+    let out = convbert(&args, "");
     assert!(out.status.success(), "{}", stderr(&out));
     let summary: Value = serde_json::from_slice(&out.stdout).expect("summary");
     assert_eq!(summary["global_step"], 96);
     assert_eq!(summary["train_examples"], 120);
-    assert_eq!(summary["eval_metrics"]["accuracy"], 1.0, "{summary}");
+    assert_eq!(
+        summary["eval_metrics"]["accuracy"], 1.0,
+        "{precision:?}: {summary}"
+    );
     assert!(
         summary["eval_loss"].as_f64().is_some_and(|l| l < 0.01),
-        "{summary}"
+        "{precision:?}: {summary}"
     );
     let checkpoints: Vec<_> = std::fs::read_dir(&out_dir)
         .expect("out")

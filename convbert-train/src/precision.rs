@@ -127,6 +127,10 @@ pub struct GradScaler {
     pub scale: f64,
     /// Clean steps since the scale last changed.
     pub growth_tracker: usize,
+    /// Steps skipped for overflow so far: as in HF Trainer, the learning-rate schedule does not
+    /// advance on them.
+    #[serde(default)]
+    pub skipped_steps: usize,
 }
 
 impl Default for GradScaler {
@@ -134,6 +138,7 @@ impl Default for GradScaler {
         Self {
             scale: 65536.0,
             growth_tracker: 0,
+            skipped_steps: 0,
         }
     }
 }
@@ -148,6 +153,7 @@ impl GradScaler {
         if found_inf {
             self.scale *= Self::BACKOFF_FACTOR;
             self.growth_tracker = 0;
+            self.skipped_steps += 1;
         } else {
             self.growth_tracker += 1;
             if self.growth_tracker == Self::GROWTH_INTERVAL {
@@ -188,7 +194,7 @@ mod tests {
     fn scaler_backs_off_on_overflow_and_grows_after_2000_clean_steps() {
         let mut s = GradScaler::default();
         s.update(true);
-        assert_eq!(s.scale, 32768.0);
+        assert_eq!((s.scale, s.skipped_steps), (32768.0, 1));
         for _ in 0..1999 {
             s.update(false);
         }

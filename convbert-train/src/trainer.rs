@@ -206,7 +206,9 @@ pub fn train(
         let started = Instant::now();
         tch::manual_seed(mix(args.seed, step as u64) as i64);
         let mut examples = 0;
-        let lr = schedule.lr(step);
+        // Steps skipped for fp16 overflow do not advance the schedule (HF Trainer).
+        let skipped = state.grad_scaler.map_or(0, |s| s.skipped_steps);
+        let lr = schedule.lr(step - skipped);
         let mut loss_of = |micro: usize| {
             let k = step * accum + micro;
             let epoch = k / per_epoch;

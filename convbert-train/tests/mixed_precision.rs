@@ -226,13 +226,17 @@ fn an_overflowing_scaled_step_is_skipped_and_halves_the_scale() {
     let mut scaler = GradScaler {
         scale: 1e38,
         growth_tracker: 5,
+        skipped_steps: 0,
     };
     let out = optimizer_step_scaled(&mut opt, 1e-2, 1, 1.0, 3, &mut scaler, |_| {
         Ok((&p * &p).sum(Kind::Float) * 100.0)
     })
     .expect("a skipped step is no error");
     assert!(out.skipped && !out.grad_norm.is_finite());
-    assert_eq!((scaler.scale, scaler.growth_tracker), (5e37, 0));
+    assert_eq!(
+        (scaler.scale, scaler.growth_tracker, scaler.skipped_steps),
+        (5e37, 0, 1)
+    );
     assert!(p.equal(&Tensor::ones([3], (Kind::Float, Device::Cpu))));
     assert!(!p.grad().defined() || p.grad().abs().sum(Kind::Float).double_value(&[]) == 0.0);
 }
