@@ -75,7 +75,7 @@ fn step_with(
     accumulation: usize,
     max_grad_norm: f64,
     step: usize,
-    mut scaler: Option<&mut GradScaler>,
+    scaler: Option<&mut GradScaler>,
     mut loss_of: impl FnMut(usize) -> Result<Tensor>,
 ) -> Result<StepOutcome> {
     if accumulation == 0 {
@@ -100,7 +100,7 @@ fn step_with(
         }
         total += value;
     }
-    if let Some(scaler) = scaler.as_deref_mut() {
+    if let Some(scaler) = scaler {
         let params = optimizer.parameters();
         unscale(&params, scaler.scale)?;
         // An overflow anywhere makes the total norm non-finite.
