@@ -12,6 +12,7 @@
 //! assert_eq!([schedule.lr(0), schedule.lr(1), schedule.lr(2), schedule.lr(8)], [0.0, 5e-4, 1e-3, 0.0]);
 //! ```
 
+mod adamw_update;
 mod checkpoint;
 mod clip;
 mod collator;

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use tch::nn::VarStore;
 use tch::{Kind, Tensor};
 
+use crate::adamw_update::Update;
 use crate::error::{Result, TrainError};
 
 /// AdamW hyper-parameters; the defaults are HF `TrainingArguments`'.
@@ -66,6 +67,9 @@ struct ParamState {
 pub struct AdamW {
     config: AdamWConfig,
     params: Vec<ParamState>,
+    /// Two flat buffers as large as the largest parameter, reused by every update: fresh
+    /// temporaries the size of the embeddings would be mapped and unmapped at every step.
+    scratch: Option<[Tensor; 2]>,
 }
 
 impl AdamW {
@@ -86,7 +90,11 @@ impl AdamW {
                 param,
             });
         }
-        Ok(Self { config, params })
+        Ok(Self {
+            config,
+            params,
+            scratch: None,
+        })
     }
 
     /// The optimised parameters (for clipping and zeroing their gradients).
@@ -111,29 +119,50 @@ impl AdamW {
             eps,
             weight_decay,
         } = self.config;
-        tch::no_grad(|| -> Result<()> {
+        let scratch = match self.scratch.take() {
+            Some(s) => s,
+            None => self.new_scratch()?,
+        };
+        let result = tch::no_grad(|| -> Result<()> {
             for p in &mut self.params {
                 let grad = p.param.grad();
                 if !grad.defined() {
                     continue;
                 }
                 p.step += 1;
-                let wd = if p.decay { weight_decay } else { 0.0 };
-                let _ = p.param.f_mul_scalar_(1.0 - lr * wd)?;
-                let _ = p.exp_avg.f_lerp_(&grad, 1.0 - beta1)?;
-                // addcmul_(grad, grad, value=1-beta2) evaluates (value * g) * g.
-                let sq = (&grad * (1.0 - beta2)).f_mul(&grad)?;
-                let _ = p.exp_avg_sq.f_mul_scalar_(beta2)?.f_add_(&sq)?;
                 let bias_correction1 = 1.0 - beta1.powi(p.step as i32);
                 let bias_correction2 = 1.0 - beta2.powi(p.step as i32);
                 let step_size = lr / bias_correction1;
-                let denom = (p.exp_avg_sq.f_sqrt()? / bias_correction2.sqrt()) + eps;
-                // addcdiv_(exp_avg, denom, value=-step_size) evaluates (value * m) / denom.
-                let update = (&p.exp_avg * -step_size).f_div(&denom)?;
-                let _ = p.param.f_add_(&update)?;
+                let update = Update {
+                    decay: (p.decay && weight_decay != 0.0)
+                        .then_some((1.0 - lr * weight_decay) as f32),
+                    lerp_weight: (1.0 - beta1) as f32,
+                    beta2: beta2 as f32,
+                    one_minus_beta2: (1.0 - beta2) as f32,
+                    bias_correction2_sqrt: bias_correction2.sqrt() as f32,
+                    eps: eps as f32,
+                    neg_step_size: -step_size as f32,
+                };
+                update.step(&p.param, &grad, &p.exp_avg, &p.exp_avg_sq, || {
+                    scratch_views(&scratch, &p.param)
+                })?;
             }
             Ok(())
-        })
+        });
+        self.scratch = Some(scratch);
+        result
+    }
+
+    fn new_scratch(&self) -> Result<[Tensor; 2]> {
+        let largest = self.params.iter().max_by_key(|p| p.param.numel());
+        let (n, options) = match largest {
+            Some(p) => (p.param.numel() as i64, (p.param.kind(), p.param.device())),
+            None => (0, (Kind::Float, tch::Device::Cpu)),
+        };
+        Ok([
+            Tensor::f_empty([n], options)?,
+            Tensor::f_empty([n], options)?,
+        ])
     }
 
     /// Zeroes every gradient.
@@ -186,6 +215,23 @@ impl AdamW {
         }
         Ok(())
     }
+}
+
+/// Views of the scratch buffers shaped like `param`; fresh tensors when its dtype or device
+/// differs from theirs.
+fn scratch_views(scratch: &[Tensor; 2], param: &Tensor) -> Result<[Tensor; 2]> {
+    let n = param.numel() as i64;
+    let fits = |s: &Tensor| {
+        s.kind() == param.kind() && s.device() == param.device() && s.numel() as i64 >= n
+    };
+    let view = |s: &Tensor| -> Result<Tensor> {
+        if fits(s) {
+            Ok(s.f_narrow(0, 0, n)?.f_view(param.size().as_slice())?)
+        } else {
+            Ok(param.f_empty_like()?)
+        }
+    };
+    Ok([view(&scratch[0])?, view(&scratch[1])?])
 }
 
 #[cfg(test)]
