@@ -59,6 +59,16 @@ run() {
         --no-progress --device cuda --bf16 || status=1
     echo "== convbert fill-mask --device cuda"
     "$k/convbert" fill-mask --device cuda "paris is the [MASK] of france." || status=1
+    echo "== training throughput, docs/finetune classifier, batch 16, 300 steps, cuda: ours vs HF Trainer"
+    local d=/tmp/tput
+    mkdir -p $d && cp docs/finetune/config.json docs/finetune/train.jsonl fixtures/default-model/vocab.txt $d/
+    for p in "" --bf16 --fp16; do
+        "$k/convbert" train --task text-classification --config $d/config.json \
+            --tokenizer $d/vocab.txt --train $d/train.jsonl --output "$d/out$p" --max-steps 300 \
+            --batch-size 16 --learning-rate 2e-3 --warmup-ratio 0.1 --seed 7 --max-length 32 \
+            --no-progress --device cuda $p | python3 -c "import json, sys; print('ours ${p:-fp32}', json.load(sys.stdin)['examples_per_second'])" || status=1
+        python3 convbert-train/benches/hf_trainer.py $d --max-steps 300 --cuda $p 2>/dev/null | tail -1 || status=1
+    done
     for batch in 8 64; do
         echo "== forward speed, conv-bert-base, batch $batch x 128, cuda"
         BENCH_DEVICE=cuda BENCH_BATCH=$batch BENCH_SECONDS=${BENCH_SECONDS:-2} \

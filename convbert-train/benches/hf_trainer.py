@@ -2,11 +2,12 @@
 """Throughput of HF Trainer on the setup `convbert train` is benchmarked with (same config, vocab,
 data and hyper-parameters), for a side-by-side examples/s figure.
 
-    $CONVBERT_PYTHON convbert-train/benches/hf_trainer.py DIR [--bf16] [--max-steps N]
+    $CONVBERT_PYTHON convbert-train/benches/hf_trainer.py DIR [--bf16 | --fp16] [--max-steps N] [--cuda]
 
 DIR holds config.json, vocab.txt and train.jsonl ({text, label}); prints HF's
-train_samples_per_second over N steps (default 60), batch 16, lr 2e-3, seed 7, on CPU, fp32 or
-bf16 mixed precision (`convbert train --bf16`), with HF's default optimizer (fused AdamW).
+train_samples_per_second over N steps (default 60), batch 16, lr 2e-3, seed 7, on the CPU (or the
+GPU with --cuda), fp32 or mixed precision (as `convbert train --bf16 / --fp16`), with HF's
+default optimizer (fused AdamW).
 """
 import json
 import sys
@@ -31,8 +32,8 @@ def main() -> None:
     data = [dict(tok(r["text"], truncation=True, max_length=32), labels=names.index(r["label"])) for r in rows]
     args = TrainingArguments(output_dir=tempfile.mkdtemp(), max_steps=max_steps, per_device_train_batch_size=16,
                              learning_rate=2e-3, warmup_ratio=0.1, seed=7, logging_steps=10, save_strategy="no",
-                             report_to=[], use_cpu=True, disable_tqdm=True, dataloader_num_workers=0,
-                             bf16="--bf16" in sys.argv[2:])
+                             report_to=[], use_cpu="--cuda" not in sys.argv, disable_tqdm=True,
+                             dataloader_num_workers=0, bf16="--bf16" in sys.argv, fp16="--fp16" in sys.argv)
     out = Trainer(model=model, args=args, train_dataset=data, data_collator=DataCollatorWithPadding(tok)).train()
     print(json.dumps({"hf_train_samples_per_second": out.metrics["train_samples_per_second"],
                       "hf_train_runtime": out.metrics["train_runtime"], "torch_threads": torch.get_num_threads()}))
