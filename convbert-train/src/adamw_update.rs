@@ -125,8 +125,9 @@ fn try_fused_step(
         run(p, g, m, v, update);
         return true;
     }
-    // Coarse chunks over rayon's pool, one per thread.
-    let chunk = n.div_ceil(rayon::current_num_threads().max(1));
+    // One coarse chunk per libtorch intra-op thread (the `threads` setting), on rayon's pool.
+    let threads = usize::try_from(tch::get_num_threads()).unwrap_or(1).max(1);
+    let chunk = n.div_ceil(threads);
     p.par_chunks_mut(chunk)
         .zip(g.par_chunks(chunk))
         .zip(m.par_chunks_mut(chunk))
