@@ -106,14 +106,7 @@ impl ConvBertTokenizer {
     fn run(&self, st: &mut State, text: &str, offsets: bool) -> Seq {
         st.reset(offsets);
         self.added.tokenize(&self.pipeline, st, text);
-        Seq {
-            ids: st.ids.clone(),
-            offsets: if offsets {
-                st.offsets.clone()
-            } else {
-                Vec::new()
-            },
-        }
+        seq_of(st, offsets)
     }
 
     /// Token ids of `text` without special tokens (`encode(text, add_special_tokens=False)`).
@@ -226,9 +219,10 @@ impl ConvBertTokenizer {
         opts: &EncodeOptions,
         r: &Resolved,
     ) -> Encoding {
+        st.reset(opts.return_offsets);
+        self.added.tokenize(&self.pipeline, st, text);
         if pair.is_none() {
-            st.reset(opts.return_offsets);
-            self.added.tokenize(&self.pipeline, st, text);
+            // A single text that needs no truncation is built straight from the buffers.
             let added = if opts.add_special_tokens { 2 } else { 0 };
             let fits = r
                 .truncation
@@ -237,7 +231,7 @@ impl ConvBertTokenizer {
                 return self.single(&st.ids, &st.offsets, opts, r);
             }
         }
-        let mut a = self.run(st, text, opts.return_offsets);
+        let mut a = seq_of(st, opts.return_offsets);
         let mut b = pair.map(|p| self.run(st, p, opts.return_offsets));
         let added = if opts.add_special_tokens {
             2 + usize::from(b.is_some())
@@ -402,6 +396,18 @@ impl ConvBertTokenizer {
     /// Writes the equivalent `tokenizer.json`, loadable by HF `ConvBertTokenizerFast`.
     pub fn save_tokenizer_json(&self, path: impl AsRef<Path>) -> Result<()> {
         crate::fast::ConvBertTokenizerFast::new(self.vocab.clone(), self.config.clone())?.save(path)
+    }
+}
+
+/// A copy of the ids (and offsets, when asked for) in `st`.
+fn seq_of(st: &State, offsets: bool) -> Seq {
+    Seq {
+        ids: st.ids.clone(),
+        offsets: if offsets {
+            st.offsets.clone()
+        } else {
+            Vec::new()
+        },
     }
 }
 
