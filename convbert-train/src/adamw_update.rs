@@ -37,7 +37,7 @@ impl Update {
         exp_avg_sq: &Tensor,
         scratch: impl FnOnce() -> Result<[Tensor; 2]>,
     ) -> Result<()> {
-        if try_fused_step(param, grad, exp_avg, exp_avg_sq, self) {
+        if try_fused_step(param, grad, exp_avg, exp_avg_sq, self)? {
             return Ok(());
         }
         let [mut s1, s2] = scratch()?;
@@ -91,24 +91,26 @@ impl Update {
 const PARALLEL_MIN: usize = 1 << 16;
 
 /// Applies `update` to `param` with gradient `grad` and moments `exp_avg`, `exp_avg_sq`, when all
-/// four are distinct, contiguous fp32 CPU tensors of one size; returns false (nothing done)
-/// otherwise, for the caller's tensor-op path.
+/// four are contiguous fp32 CPU tensors of one size in disjoint memory; returns false (nothing
+/// done) otherwise, for the caller's tensor-op path.
 fn try_fused_step(
     param: &Tensor,
     grad: &Tensor,
     exp_avg: &Tensor,
     exp_avg_sq: &Tensor,
     update: &Update,
-) -> bool {
+) -> Result<bool> {
     let all = [param, grad, exp_avg, exp_avg_sq];
     let n = param.numel();
     let eligible = all.iter().all(|t| {
         t.device() == Device::Cpu && t.kind() == Kind::Float && t.is_contiguous() && t.numel() == n
     });
     let ptrs = all.map(|t| t.data_ptr() as usize);
-    let distinct = (0..4).all(|i| (i + 1..4).all(|j| ptrs[i] != ptrs[j]));
-    if !eligible || !distinct || n == 0 {
-        return false;
+    let bytes = n * std::mem::size_of::<f32>();
+    let disjoint = (0..4)
+        .all(|i| (i + 1..4).all(|j| ptrs[i] + bytes <= ptrs[j] || ptrs[j] + bytes <= ptrs[i]));
+    if !eligible || !disjoint || n == 0 {
+        return Ok(false);
     }
     // SAFETY: the four tensors are contiguous fp32 CPU tensors of `n` elements in distinct
     // storages (the optimizer's parameter, its gradient and its two moment buffers), and nothing
@@ -123,17 +125,23 @@ fn try_fused_step(
     };
     if n < PARALLEL_MIN {
         run(p, g, m, v, update);
-        return true;
+    } else {
+        // One coarse chunk per libtorch intra-op thread (the `threads` setting), on rayon's pool.
+        let threads = usize::try_from(tch::get_num_threads()).unwrap_or(1).max(1);
+        let chunk = n.div_ceil(threads);
+        p.par_chunks_mut(chunk)
+            .zip(g.par_chunks(chunk))
+            .zip(m.par_chunks_mut(chunk))
+            .zip(v.par_chunks_mut(chunk))
+            .for_each(|(((p, g), m), v)| run(p, g, m, v, update));
     }
-    // One coarse chunk per libtorch intra-op thread (the `threads` setting), on rayon's pool.
-    let threads = usize::try_from(tch::get_num_threads()).unwrap_or(1).max(1);
-    let chunk = n.div_ceil(threads);
-    p.par_chunks_mut(chunk)
-        .zip(g.par_chunks(chunk))
-        .zip(m.par_chunks_mut(chunk))
-        .zip(v.par_chunks_mut(chunk))
-        .for_each(|(((p, g), m), v)| run(p, g, m, v, update));
-    true
+    // Writes through raw memory leave autograd's version counters as they were: an in-place op
+    // on an empty view bumps the counter it shares with its tensor, so a graph that saved the
+    // old values refuses to back-propagate instead of using the new ones.
+    for t in [param, exp_avg, exp_avg_sq] {
+        let _ = t.f_view([-1])?.f_narrow(0, 0, 0)?.f_add_scalar_(0.0)?;
+    }
+    Ok(true)
 }
 
 fn run(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], update: &Update) {
@@ -161,6 +169,21 @@ mod tests {
 
     /// The one-pass path (contiguous) and the op-by-op path (a transposed, non-contiguous view
     /// of the same numbers) agree to f32 rounding, on a tensor large enough to run in parallel.
+    /// Like torch's in-place update, the one-pass update invalidates graphs that saved the
+    /// parameter.
+    #[test]
+    fn a_graph_that_saved_the_parameter_cannot_back_propagate_after_an_update() {
+        let opts = (Kind::Float, Device::Cpu);
+        let w = Tensor::ones([4], opts).set_requires_grad(true);
+        let x = Tensor::ones([4], opts).set_requires_grad(true);
+        let y = (&w * &x).sum(Kind::Float); // saves w to give x its gradient
+        let [g, m, v] = [0.5, 0.0, 0.0].map(|f| Tensor::full([4], f, opts));
+        tch::no_grad(|| update().step(&w, &g, &m, &v, || unreachable!()).unwrap());
+        assert!(!w.equal(&Tensor::ones([4], opts)), "the one-pass path ran");
+        let err = y.f_backward().expect_err("stale graph");
+        assert!(err.to_string().contains("inplace operation"), "{err}");
+    }
+
     #[test]
     fn one_pass_equals_op_by_op() {
         tch::manual_seed(0);
