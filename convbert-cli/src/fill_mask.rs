@@ -18,12 +18,24 @@ pub struct FillMaskArgs {
     /// Candidates per mask
     #[arg(long, default_value_t = 5)]
     pub top_k: usize,
+    /// Choose the candidates among these tokens only (comma-separated), as HF's `targets`
+    #[arg(long, value_delimiter = ',')]
+    pub targets: Option<Vec<String>>,
 }
 
 /// With --jsonl a line is `{"text": "..."}`.
 pub fn run(args: &FillMaskArgs) -> CliResult {
     let pipe = FillMaskPipeline::from_pretrained(args.model.model(), args.model.options()?)?;
     warn(pipe.warnings());
+    let targets = match &args.targets {
+        Some(t) => {
+            let refs: Vec<&str> = t.iter().map(String::as_str).collect();
+            let resolved = pipe.targets(&refs)?;
+            warn(&resolved.warnings);
+            Some(resolved)
+        }
+        None => None,
+    };
     let jsonl = args.io.jsonl;
     run_jsonl(
         &args.io,
@@ -41,8 +53,11 @@ pub fn run(args: &FillMaskArgs) -> CliResult {
         },
         |texts: &[String]| {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            Ok(pipe
-                .run(&refs, args.top_k)?
+            let out = match &targets {
+                Some(t) => pipe.run_with_targets(&refs, args.top_k, t)?,
+                None => pipe.run(&refs, args.top_k)?,
+            };
+            Ok(out
                 .into_iter()
                 .map(|r| {
                     r.map(|mut masks| {

@@ -174,6 +174,11 @@ fn fill_mask_jsonl_matches_hf_and_reports_bad_lines() {
     let lines = jsonl(&o);
     assert_eq!(lines.len(), texts.len() + 1);
     assert_eq!(lines[4]["line"], 5);
+    assert_fill_mask_lines(&lines, case);
+}
+
+/// Each output line equals HF's candidates for the golden case's input of that line.
+fn assert_fill_mask_lines(lines: &[Value], case: &Value) {
     for (i, want) in case["outputs"].as_array().unwrap().iter().enumerate() {
         // HF returns a flat list for a single mask.
         let want = if want.as_array().unwrap().len() == 1 {
@@ -193,13 +198,55 @@ fn fill_mask_jsonl_matches_hf_and_reports_bad_lines() {
                 false => v.as_array().unwrap().clone(),
             }
         };
-        for (g, w) in flat(got).iter().zip(flat(&want)) {
+        let (got, want) = (flat(got), flat(&want));
+        assert_eq!(got.len(), want.len(), "line {i}");
+        for (g, w) in got.iter().zip(&want) {
             assert_eq!(g["token"], w["token"]);
             assert_eq!(g["token_str"], w["token_str"]);
             assert_eq!(g["sequence"], w["sequence"]);
             assert!((g["score"].as_f64().unwrap() - w["score"].as_f64().unwrap()).abs() < 1e-4);
         }
     }
+}
+
+#[test]
+fn fill_mask_targets_match_hf_and_warn_like_hf() {
+    let golden: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("pipelines/fill_mask.json")).unwrap(),
+    )
+    .unwrap();
+    let case = &golden["cases"][3];
+    assert_eq!(
+        case["args"]["targets"],
+        serde_json::json!(["paris", "capitals", "capital", "qqqzzz", ""])
+    );
+    let texts: Vec<&str> = case["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let model = fixture("pipelines/models/mlm");
+    let args = [
+        "fill-mask",
+        "--model",
+        &model,
+        "--top-k",
+        "5",
+        "--targets",
+        "paris,capitals,capital,qqqzzz,",
+    ];
+    let o = convbert(&args, Some(&texts.join("\n")));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "`capitals` does not exist in the model vocabulary. Replacing with `capital`."
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("ignoring it"), "{stderr}");
+    assert_fill_mask_lines(&jsonl(&o), case);
 }
 
 #[test]

@@ -27,6 +27,15 @@ pub struct FillMaskCandidate {
     pub sequence: String,
 }
 
+/// `targets` of HF's fill-mask pipeline, resolved to token ids (`get_target_ids`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FillMaskTargets {
+    /// Distinct ids the candidates are chosen from, ascending.
+    pub ids: Vec<i64>,
+    /// What HF logs: targets replaced by their first token, or ignored.
+    pub warnings: Vec<String>,
+}
+
 const TASK: &str = "fill-mask";
 
 /// A masked-LM model and its tokenizer.
@@ -65,12 +74,67 @@ impl FillMaskPipeline {
         &self.loaded.warnings
     }
 
+    /// Resolves `targets` as HF does: a target in the vocabulary is its id; any other is replaced
+    /// by the first token of its tokenization (a warning), or ignored when it has none (a
+    /// warning); duplicates are dropped. No target left is an error.
+    pub fn targets(&self, targets: &[&str]) -> Result<FillMaskTargets> {
+        let tok = &self.loaded.tokenizer;
+        let (mut ids, mut warnings) = (Vec::new(), Vec::new());
+        for target in targets {
+            if let Some(id) = tok.token_to_id(target) {
+                ids.push(i64::from(id));
+                continue;
+            }
+            match tok.ids_without_specials(target)?.first() {
+                Some(&id) => {
+                    warnings.push(format!(
+                        "The specified target token `{target}` does not exist in the model vocabulary. Replacing with `{}`.",
+                        tok.id_to_token(id)
+                    ));
+                    ids.push(i64::from(id));
+                }
+                None => warnings.push(format!(
+                    "The specified target token `{target}` does not exist in the model vocabulary. We cannot replace it with anything meaningful, ignoring it"
+                )),
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return Err(PipelineError::Input(
+                "At least one target must be provided when passed.".into(),
+            ));
+        }
+        Ok(FillMaskTargets { ids, warnings })
+    }
+
     /// Per text: one list of `top_k` candidates per `[MASK]`, best first. A text without a
     /// mask, or too long, gives an `Err` in its own slot.
     pub fn run(
         &self,
         texts: &[&str],
         top_k: usize,
+    ) -> Result<Vec<Result<Vec<Vec<FillMaskCandidate>>>>> {
+        self.run_inner(texts, top_k, None)
+    }
+
+    /// [`run`](Self::run) with the candidates chosen among `targets` only (HF's `targets=`):
+    /// scores stay the probabilities over the whole vocabulary, and `top_k` is capped at the
+    /// number of targets.
+    pub fn run_with_targets(
+        &self,
+        texts: &[&str],
+        top_k: usize,
+        targets: &FillMaskTargets,
+    ) -> Result<Vec<Result<Vec<Vec<FillMaskCandidate>>>>> {
+        self.run_inner(texts, top_k, Some(&targets.ids))
+    }
+
+    fn run_inner(
+        &self,
+        texts: &[&str],
+        top_k: usize,
+        targets: Option<&[i64]>,
     ) -> Result<Vec<Result<Vec<Vec<FillMaskCandidate>>>>> {
         let mask_id = i64::from(self.loaded.tokenizer.mask_id().unwrap_or(0));
         let max = self.loaded.model.config().max_position_embeddings;
@@ -108,7 +172,7 @@ impl FillMaskPipeline {
                     let out = logits.next().and_then(|mut v| v.pop()).ok_or_else(|| {
                         PipelineError::Input("the model returned no output".into())
                     })?;
-                    Ok(self.postprocess(&row, &out, top_k, mask_id))
+                    Ok(self.postprocess(&row, &out, top_k, mask_id, targets))
                 }
                 Err(e) => Ok(Err(e)),
             })
@@ -121,21 +185,39 @@ impl FillMaskPipeline {
         logits: &Tensor,
         top_k: usize,
         mask_id: i64,
+        targets: Option<&[i64]>,
     ) -> Result<Vec<Vec<FillMaskCandidate>>> {
         let masks: Vec<usize> = (0..row.ids.len())
             .filter(|&i| row.ids[i] == mask_id)
             .collect();
         let single = masks.len() == 1;
         let vocab = logits.size().last().copied().unwrap_or(0);
-        let k = (top_k as i64).min(vocab);
+        let target_ids = match targets {
+            Some(ids) => {
+                if let Some(bad) = ids.iter().find(|&&i| i < 0 || i >= vocab) {
+                    return Err(PipelineError::Input(format!(
+                        "target id {bad} is outside the vocabulary of {vocab} tokens"
+                    )));
+                }
+                Some(Tensor::f_from_slice(ids)?.f_to_device(logits.device())?)
+            }
+            None => None,
+        };
+        let k = (top_k as i64).min(targets.map_or(vocab, |t| t.len() as i64));
         let pad = i64::from(self.loaded.tokenizer.pad_id());
         masks
             .iter()
             .map(|&m| {
-                let probs = logits.f_get(m as i64)?.f_softmax(-1, Kind::Float)?;
+                let mut probs = logits.f_get(m as i64)?.f_softmax(-1, Kind::Float)?;
+                if let Some(ids) = &target_ids {
+                    probs = probs.f_index_select(0, ids)?;
+                }
                 let (values, indices) = probs.f_topk(k, -1, true, true)?;
                 let values = Vec::<f32>::try_from(&values)?;
-                let indices = Vec::<i64>::try_from(&indices)?;
+                let mut indices = Vec::<i64>::try_from(&indices)?;
+                if let Some(ids) = targets {
+                    indices = indices.iter().map(|&i| ids[i as usize]).collect();
+                }
                 values
                     .iter()
                     .zip(&indices)

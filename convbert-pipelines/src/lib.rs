@@ -35,7 +35,7 @@ mod tokenizer;
 
 pub use error::{PipelineError, Result};
 pub use feature_extraction::{FeatureExtractionPipeline, Pooling};
-pub use fill_mask::{FillMaskCandidate, FillMaskPipeline};
+pub use fill_mask::{FillMaskCandidate, FillMaskPipeline, FillMaskTargets};
 pub use options::PipelineOptions;
 pub use question_answering::{Answer, QaInput, QaOptions, QuestionAnsweringPipeline};
 pub use text_classification::{LabelScore, ScoreFunction, TextClassificationPipeline, TextInput};

@@ -154,6 +154,19 @@ impl TextTokenizer {
         }
     }
 
+    /// The id of `token` in the vocabulary (added tokens included), as `get_vocab()[token]`.
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// Token ids of `text` without special tokens.
+    pub fn ids_without_specials(&self, text: &str) -> Result<Vec<u32>> {
+        self.inner
+            .encode(text, false)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| PipelineError::Input(format!("cannot tokenize: {e}")))
+    }
+
     /// The token string of `id` (`[UNK]`-free lookup; unknown ids give an empty string).
     pub fn id_to_token(&self, id: u32) -> String {
         self.inner.id_to_token(id).unwrap_or_default()

@@ -82,6 +82,25 @@ fn strs(v: &Value) -> Vec<String> {
         .collect()
 }
 
+/// HF's `get_target_ids`: vocabulary tokens as they are, others by their first token (warned),
+/// nothing-tokens ignored (warned), duplicates dropped, none left an error.
+#[test]
+fn fill_mask_targets_resolve_as_hf() {
+    let (model, _) = golden("fill_mask.json");
+    let pipe = FillMaskPipeline::from_pretrained(&model, options()).unwrap();
+    let t = pipe.targets(&["capital", "capitals", "", "city"]).unwrap();
+    let (capital, city) = (3001, 2103);
+    assert_eq!(t.ids, [city, capital]);
+    assert_eq!(t.warnings.len(), 2, "{:?}", t.warnings);
+    assert!(
+        t.warnings[0].contains("`capitals`")
+            && t.warnings[0].ends_with("Replacing with `capital`.")
+    );
+    assert!(t.warnings[1].contains("ignoring it"));
+    let err = pipe.targets(&["", " "]).unwrap_err();
+    assert!(err.to_string().contains("At least one target"), "{err}");
+}
+
 #[test]
 fn fill_mask_matches_hf() {
     let (model, cases) = golden("fill_mask.json");
@@ -92,12 +111,16 @@ fn fill_mask_matches_hf() {
         let texts = strs(&case["inputs"]);
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let k = case["args"]["top_k"].as_u64().unwrap() as usize;
-        let out: Vec<_> = pipe
-            .run(&refs, k)
-            .unwrap()
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
+        let out = match case["args"].get("targets") {
+            Some(t) => {
+                let targets = strs(t);
+                let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
+                let resolved = pipe.targets(&targets).unwrap();
+                pipe.run_with_targets(&refs, k, &resolved)
+            }
+            None => pipe.run(&refs, k),
+        };
+        let out: Vec<_> = out.unwrap().into_iter().map(Result::unwrap).collect();
         worst = worst.max(compare(
             &serde_json::to_value(&out).unwrap(),
             &case["outputs"],
