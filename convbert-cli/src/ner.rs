@@ -1,5 +1,6 @@
 //! `convbert ner`: token classification of each input line, per token or aggregated into
-//! entities (`--aggregation`), with character offsets into the line.
+//! entities (`--aggregation`), with character offsets into the line; long lines whole in
+//! overlapping windows with `--stride`.
 
 use clap::{Args, ValueEnum};
 use convbert_pipelines::{AggregationStrategy, TokenClassificationPipeline};
@@ -30,6 +31,10 @@ pub struct NerArgs {
     /// Labels left out of the output
     #[arg(long, value_delimiter = ',', default_value = "O")]
     pub ignore_labels: Vec<String>,
+    /// Run long lines whole, in windows of the tokenizer's model_max_length tokens that overlap
+    /// by this many tokens (needs an aggregation other than none), as HF's stride
+    #[arg(long)]
+    pub stride: Option<usize>,
 }
 
 pub fn run(args: &NerArgs) -> CliResult {
@@ -61,7 +66,10 @@ pub fn run(args: &NerArgs) -> CliResult {
         },
         |texts: &[String]| {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            Ok(pipe.run(&refs, strategy, &ignore)?)
+            Ok(match args.stride {
+                Some(stride) => pipe.run_with_stride(&refs, strategy, &ignore, stride)?,
+                None => pipe.run(&refs, strategy, &ignore)?,
+            })
         },
     )
 }

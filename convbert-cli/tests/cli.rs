@@ -268,6 +268,26 @@ fn default_model_runs_without_arguments_and_warns_on_new_heads() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("newly initialised"));
 }
 
+/// `--stride`: a text that fits one window gives what the plain run gives; a stride needs an
+/// aggregation strategy (usage error otherwise).
+#[test]
+fn ner_stride() {
+    let model = fixture("pipelines/models/tokcls");
+    let text = "John Smith lives in Paris.";
+    let base = ["ner", "--model", &model, "--aggregation", "simple", text];
+    let plain = convbert(&base, None);
+    let strided = convbert(&[&base[..5], &["--stride", "4", text]].concat(), None);
+    assert!(
+        strided.status.success(),
+        "{}",
+        String::from_utf8_lossy(&strided.stderr)
+    );
+    assert_eq!(jsonl(&plain), jsonl(&strided));
+    let o = convbert(&["ner", "--model", &model, "--stride", "4", text], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("aggregation_strategy"));
+}
+
 #[test]
 fn classify_ner_qa_jsonl() {
     let pairs = "{\"text\": \"hi\", \"text_pair\": \"the weather was amazing in berlin.\"}\n{\"text\": 3}\n";

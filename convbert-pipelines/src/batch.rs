@@ -13,6 +13,8 @@ use crate::options::PipelineOptions;
 pub(crate) struct Row {
     pub ids: Vec<i64>,
     pub type_ids: Vec<i64>,
+    /// Tokens that are real; the rest of `ids` is padding the row carries itself.
+    pub real: usize,
 }
 
 impl Row {
@@ -20,7 +22,17 @@ impl Row {
         Self {
             ids: enc.get_ids().iter().map(|&i| i64::from(i)).collect(),
             type_ids: enc.get_type_ids().iter().map(|&i| i64::from(i)).collect(),
+            real: enc.len(),
         }
+    }
+
+    /// `enc` padded to `len` tokens, as HF pads the windows of one text together.
+    pub fn padded(enc: &tokenizers::Encoding, len: usize, pad_id: i64) -> Self {
+        let mut row = Self::new(enc);
+        let pad = len.saturating_sub(row.ids.len());
+        row.ids.extend(std::iter::repeat_n(pad_id, pad));
+        row.type_ids.extend(std::iter::repeat_n(0, pad));
+        row
     }
 }
 
@@ -75,7 +87,8 @@ where
                     .chain(std::iter::repeat_n(0, pad)),
             );
             mask.extend(
-                std::iter::repeat_n(1i64, row.ids.len()).chain(std::iter::repeat_n(0, pad)),
+                std::iter::repeat_n(1i64, row.real)
+                    .chain(std::iter::repeat_n(0, row.ids.len() - row.real + pad)),
             );
         }
         let shape = [chunk.len() as i64, len as i64];
@@ -96,7 +109,7 @@ where
             for out in &outputs {
                 let row = out.f_get(j as i64)?;
                 results[i].push(match granularity {
-                    Granularity::Token => row.f_narrow(0, 0, rows[i].ids.len() as i64)?,
+                    Granularity::Token => row.f_narrow(0, 0, rows[i].real as i64)?,
                     Granularity::Sequence => row,
                 });
             }
@@ -114,6 +127,7 @@ mod tests {
         let row = |n: usize| Row {
             ids: vec![1; n],
             type_ids: vec![0; n],
+            real: n,
         };
         let rows = [row(2), row(5), row(2), row(7)];
         assert_eq!(length_order(&rows), vec![3, 1, 0, 2]);

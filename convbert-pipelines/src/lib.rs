@@ -1,6 +1,7 @@
 //! Task pipelines on ConvBERT with Hugging Face `pipeline(...)` parity (transformers v4.57.6):
-//! [`FillMaskPipeline`], [`TextClassificationPipeline`], [`TokenClassificationPipeline`] (NER,
-//! with aggregation strategies), [`QuestionAnsweringPipeline`] and [`FeatureExtractionPipeline`].
+//! [`FillMaskPipeline`] (with `targets`), [`TextClassificationPipeline`],
+//! [`TokenClassificationPipeline`] (NER, with aggregation strategies and `stride` windows over long
+//! texts), [`QuestionAnsweringPipeline`] and [`FeatureExtractionPipeline`].
 //!
 //! Every pipeline tokenizes with the checkpoint's tokenizer ([`TextTokenizer`]), sorts inputs by
 //! length into batches of [`PipelineOptions::batch_size`] and returns results in input order. By

@@ -1,5 +1,6 @@
 //! Token classification (NER): a label per token, or entities grouped with the aggregation
-//! strategies none / simple / first / average / max, with character offsets into the input.
+//! strategies none / simple / first / average / max, with character offsets into the input; long
+//! texts in overlapping windows with `stride`.
 //! Mirrors transformers v4.57.6 `TokenClassificationPipeline` (fast-tokenizer path)
 //! (<https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/pipelines/token_classification.py>).
 
@@ -12,6 +13,7 @@ use crate::batch::{run_batched, Granularity, Row};
 use crate::error::{PipelineError, Result};
 use crate::loading::{check_len, Loaded};
 use crate::options::PipelineOptions;
+use crate::tokenizer::TextTokenizer;
 
 /// How tokens are merged into entities (HF `AggregationStrategy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -50,6 +52,44 @@ pub enum Entity {
         start: usize,
         end: usize,
     },
+}
+
+impl Entity {
+    fn start_end_score(&self) -> (usize, usize, f64) {
+        match self {
+            Entity::Token {
+                start, end, score, ..
+            }
+            | Entity::Group {
+                start, end, score, ..
+            } => (*start, *end, *score),
+        }
+    }
+}
+
+/// HF `aggregate_overlapping_entities`: entities of overlapping windows, by start; of two that
+/// overlap the longer stays, or at equal length the more confident.
+fn aggregate_overlapping(mut entities: Vec<Entity>) -> Vec<Entity> {
+    entities.sort_by_key(|e| e.start_end_score().0);
+    let mut out = Vec::new();
+    let mut entities = entities.into_iter();
+    let Some(mut previous) = entities.next() else {
+        return out;
+    };
+    for entity in entities {
+        let (ps, pe, pscore) = previous.start_end_score();
+        let (s, e, score) = entity.start_end_score();
+        if ps <= s && s < pe {
+            let (len, plen) = (e - s, pe - ps);
+            if len > plen || (len == plen && score > pscore) {
+                previous = entity;
+            }
+        } else {
+            out.push(std::mem::replace(&mut previous, entity));
+        }
+    }
+    out.push(previous);
+    out
 }
 
 /// A token before aggregation.
@@ -106,31 +146,101 @@ impl TokenClassificationPipeline {
         })
     }
 
+    /// A pipeline over an already built model and tokenizer.
+    pub fn new(
+        model: ConvBertForTokenClassification,
+        tokenizer: TextTokenizer,
+        options: PipelineOptions,
+    ) -> Result<Self> {
+        options.check()?;
+        Ok(Self {
+            loaded: Loaded::new(model, tokenizer, options, "token classification"),
+        })
+    }
+
     /// Warnings found while loading (a newly initialised head), for the user.
     pub fn warnings(&self) -> &[String] {
         &self.loaded.warnings
     }
 
     /// Per text, its entities in text order; labels in `ignore_labels` (HF default `["O"]`) are
-    /// dropped.
+    /// dropped. A text longer than the model takes gives an `Err` in its slot (see
+    /// [`run_with_stride`](Self::run_with_stride)).
     pub fn run(
         &self,
         texts: &[&str],
         strategy: AggregationStrategy,
         ignore_labels: &[&str],
     ) -> Result<Vec<Result<Vec<Entity>>>> {
+        self.run_inner(texts, strategy, ignore_labels, None)
+    }
+
+    /// [`run`](Self::run) over the whole of long texts, as HF's `stride=`: each text is cut into
+    /// windows of the tokenizer's `model_max_length` tokens (else `max_position_embeddings`)
+    /// overlapping by `stride` tokens, padded together as HF pads them, run one by one; their
+    /// entities are merged, an overlap keeping the longer (then the more confident) entity.
+    /// Needs an aggregation strategy other than `None`.
+    pub fn run_with_stride(
+        &self,
+        texts: &[&str],
+        strategy: AggregationStrategy,
+        ignore_labels: &[&str],
+        stride: usize,
+    ) -> Result<Vec<Result<Vec<Entity>>>> {
+        if strategy == AggregationStrategy::None {
+            return Err(PipelineError::option(
+                "stride",
+                "`stride` was provided to process all the text but `aggregation_strategy=\"none\"`, please select another one instead.",
+            ));
+        }
+        let max_len = self.window_len();
+        if stride >= max_len {
+            return Err(PipelineError::option(
+                "stride",
+                format!("`stride` ({stride}) must be less than `tokenizer.model_max_length` ({max_len}) (or even lower if the tokenizer adds special tokens)"),
+            ));
+        }
+        self.run_inner(texts, strategy, ignore_labels, Some((max_len, stride)))
+    }
+
+    fn window_len(&self) -> usize {
+        let positions = self.loaded.model.config().max_position_embeddings;
+        self.loaded
+            .tokenizer
+            .model_max_length()
+            .unwrap_or(usize::try_from(positions).unwrap_or(usize::MAX))
+    }
+
+    fn run_inner(
+        &self,
+        texts: &[&str],
+        strategy: AggregationStrategy,
+        ignore_labels: &[&str],
+        windows: Option<(usize, usize)>,
+    ) -> Result<Vec<Result<Vec<Entity>>>> {
         let max = self.loaded.model.config().max_position_embeddings;
-        let prepared: Vec<Result<tokenizers::Encoding>> = texts
+        let tok = &self.loaded.tokenizer;
+        let prepared: Vec<Result<Vec<tokenizers::Encoding>>> = texts
             .iter()
             .map(|t| {
-                let enc = self.loaded.tokenizer.encode(t, None)?;
-                check_len(enc.len(), max).map_err(PipelineError::Input)?;
-                Ok(enc)
+                let encs = match windows {
+                    Some((len, stride)) => tok.encode_text_windows(t, len, stride)?,
+                    None => vec![tok.encode(t, None)?],
+                };
+                for enc in &encs {
+                    check_len(enc.len(), max).map_err(PipelineError::Input)?;
+                }
+                Ok(encs)
             })
             .collect();
+        let pad_id = i64::from(tok.pad_id());
         let rows: Vec<Row> = prepared
             .iter()
-            .filter_map(|r| r.as_ref().ok().map(Row::new))
+            .filter_map(|r| r.as_ref().ok())
+            .flat_map(|encs| {
+                let longest = encs.iter().map(|e| e.len()).max().unwrap_or(0);
+                encs.iter().map(move |e| Row::padded(e, longest, pad_id))
+            })
             .collect();
         let logits = run_batched(
             &rows,
@@ -148,29 +258,32 @@ impl TokenClassificationPipeline {
             .into_iter()
             .zip(texts)
             .map(|(p, text)| {
-                let enc = match p {
-                    Ok(enc) => enc,
+                let encs = match p {
+                    Ok(encs) => encs,
                     Err(e) => return Ok(Err(e)),
                 };
-                let out = logits
-                    .next()
-                    .and_then(|mut v| v.pop())
-                    .ok_or_else(|| PipelineError::Input("the model returned no output".into()))?;
-                let width = out.size().last().copied().unwrap_or(1).max(1) as usize;
-                let flat = Vec::<f32>::try_from(&out.f_flatten(0, -1)?)?;
-                let scores: Vec<Vec<f64>> = flat.chunks(width).map(softmax).collect();
-                let pre = self.gather(text, &enc, scores);
-                let entities = self.aggregate(pre, strategy)?;
-                Ok(Ok(entities
-                    .into_iter()
-                    .filter(|e| {
+                let mut entities = Vec::new();
+                for enc in &encs {
+                    let out = logits.next().and_then(|mut v| v.pop()).ok_or_else(|| {
+                        PipelineError::Input("the model returned no output".into())
+                    })?;
+                    let width = out.size().last().copied().unwrap_or(1).max(1) as usize;
+                    let flat = Vec::<f32>::try_from(&out.f_flatten(0, -1)?)?;
+                    let scores: Vec<Vec<f64>> = flat.chunks(width).map(softmax).collect();
+                    let pre = self.gather(text, enc, scores);
+                    entities.extend(self.aggregate(pre, strategy)?.into_iter().filter(|e| {
                         let label = match e {
                             Entity::Token { entity, .. } => entity,
                             Entity::Group { entity_group, .. } => entity_group,
                         };
                         !ignore_labels.contains(&label.as_str())
-                    })
-                    .collect()))
+                    }));
+                }
+                Ok(Ok(if encs.len() > 1 {
+                    aggregate_overlapping(entities)
+                } else {
+                    entities
+                }))
             })
             .collect()
     }

@@ -98,6 +98,13 @@ impl TextTokenizer {
         })
     }
 
+    /// The same tokenizer with another `model_max_length` (`None`: unbounded), as setting
+    /// `tokenizer.model_max_length` in Python.
+    pub fn with_model_max_length(mut self, model_max_length: Option<usize>) -> Self {
+        self.model_max_length = model_max_length;
+        self
+    }
+
     /// Encodes one text or a text pair with special tokens, no truncation, char offsets.
     pub fn encode(&self, text: &str, pair: Option<&str>) -> Result<Encoding> {
         let input: EncodeInput = match pair {
@@ -118,16 +125,40 @@ impl TextTokenizer {
         max_len: usize,
         stride: usize,
     ) -> Result<Vec<Encoding>> {
+        let strategy = TruncationStrategy::OnlySecond;
+        self.windows((first, second).into(), max_len, stride, strategy)
+    }
+
+    /// `text` cut into windows of at most `max_len` tokens (special tokens included), consecutive
+    /// windows sharing `stride` tokens (HF `truncation=True`, `return_overflowing_tokens=True`).
+    pub fn encode_text_windows(
+        &self,
+        text: &str,
+        max_len: usize,
+        stride: usize,
+    ) -> Result<Vec<Encoding>> {
+        let strategy = TruncationStrategy::LongestFirst;
+        self.windows(text.into(), max_len, stride, strategy)
+    }
+
+    /// The encoding truncated with `strategy`, then its overflowing windows.
+    fn windows(
+        &self,
+        input: EncodeInput,
+        max_len: usize,
+        stride: usize,
+        strategy: TruncationStrategy,
+    ) -> Result<Vec<Encoding>> {
         let mut tok = self.inner.clone();
         tok.with_truncation(Some(TruncationParams {
             direction: TruncationDirection::Right,
             max_length: max_len,
-            strategy: TruncationStrategy::OnlySecond,
+            strategy,
             stride,
         }))
         .map_err(PipelineError::tokenizer)?;
         let mut enc = tok
-            .encode_char_offsets((first, second), true)
+            .encode_char_offsets(input, true)
             .map_err(|e| PipelineError::Input(format!("cannot tokenize: {e}")))?;
         let overflow = enc.take_overflowing();
         Ok(std::iter::once(enc).chain(overflow).collect())

@@ -5,10 +5,11 @@
 
 use std::path::PathBuf;
 
+use convbert_heads::ConvBertForTokenClassification;
 use convbert_pipelines::{
     AggregationStrategy, FeatureExtractionPipeline, FillMaskPipeline, PipelineOptions, Pooling,
     QaInput, QaOptions, QuestionAnsweringPipeline, ScoreFunction, TextClassificationPipeline,
-    TextInput, TokenClassificationPipeline,
+    TextInput, TextTokenizer, TokenClassificationPipeline,
 };
 use serde_json::Value;
 
@@ -192,13 +193,33 @@ fn token_classification_matches_hf() {
             "max" => AggregationStrategy::Max,
             other => panic!("{other}"),
         };
-        let out: Vec<_> = pipe
-            .run(&refs, strategy, &["O"])
-            .unwrap()
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
-        let name = format!("ner[{strategy:?}]");
+        let out = match case["args"].get("stride") {
+            // HF pads a text's windows together and runs each alone: its exact numbers need
+            // HF's padded mode, one window per forward.
+            Some(stride) => {
+                let max_len = case["args"]["model_max_length"].as_u64().unwrap() as usize;
+                let exact = PipelineOptions {
+                    batch_size: 1,
+                    padding_invariant: false,
+                    ..options()
+                };
+                let model_dir = model.clone();
+                let head = ConvBertForTokenClassification::from_pretrained(
+                    &model_dir,
+                    exact.device,
+                    exact.kind,
+                )
+                .unwrap();
+                let tok = TextTokenizer::from_dir(&model_dir)
+                    .unwrap()
+                    .with_model_max_length(Some(max_len));
+                let strided = TokenClassificationPipeline::new(head, tok, exact).unwrap();
+                strided.run_with_stride(&refs, strategy, &["O"], stride.as_u64().unwrap() as usize)
+            }
+            None => pipe.run(&refs, strategy, &["O"]),
+        };
+        let out: Vec<_> = out.unwrap().into_iter().map(Result::unwrap).collect();
+        let name = format!("ner[{strategy:?}, {}]", case["args"]);
         worst = worst.max(compare(
             &serde_json::to_value(&out).unwrap(),
             &case["outputs"],
@@ -209,6 +230,24 @@ fn token_classification_matches_hf() {
         "token-classification: {} cases, max score diff {worst:.2e}",
         cases.len()
     );
+}
+
+#[test]
+fn stride_needs_aggregation_and_a_stride_below_the_window() {
+    let (model, _) = golden("token_classification.json");
+    let pipe = TokenClassificationPipeline::from_pretrained(&model, options()).unwrap();
+    let err = pipe
+        .run_with_stride(&["a text"], AggregationStrategy::None, &["O"], 4)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("please select another one"),
+        "{err}"
+    );
+    // The fixture tokenizer's model_max_length is 512.
+    let err = pipe
+        .run_with_stride(&["a text"], AggregationStrategy::Simple, &["O"], 512)
+        .unwrap_err();
+    assert!(err.to_string().contains("must be less than"), "{err}");
 }
 
 #[test]
