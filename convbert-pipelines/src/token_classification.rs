@@ -179,7 +179,9 @@ impl TokenClassificationPipeline {
     /// windows of the tokenizer's `model_max_length` tokens (else `max_position_embeddings`)
     /// overlapping by `stride` tokens, padded together as HF pads them, run one by one; their
     /// entities are merged, an overlap keeping the longer (then the more confident) entity.
-    /// Needs an aggregation strategy other than `None`.
+    /// Needs an aggregation strategy other than `None`. In the default padding-invariant mode the
+    /// last window's padding has no effect; with `padding_invariant: false` and `batch_size: 1`
+    /// the numbers are HF's, padding quirk included (checked by the goldens).
     pub fn run_with_stride(
         &self,
         texts: &[&str],
