@@ -14,6 +14,8 @@ use convbert_train::{
 use serde_json::{json, Map, Value};
 use tch::Device;
 
+use crate::common::CliError;
+
 /// Arguments of `convbert train` (hyper-parameter defaults are HF TrainingArguments').
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
@@ -127,15 +129,10 @@ fn failed(e: impl std::fmt::Display) -> (u8, String) {
 }
 
 fn device(s: &str) -> CliResult<Device> {
-    match s {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => Ok(Device::Cuda(0)),
-        other => other
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse().ok())
-            .map(Device::Cuda)
-            .ok_or((2, format!("unknown device {other:?}"))),
-    }
+    crate::common::parse_device(s).map_err(|e| match e {
+        CliError::Usage(m) => (2, m),
+        CliError::Failed(m) => (1, m),
+    })
 }
 
 fn load_tokenizer(
