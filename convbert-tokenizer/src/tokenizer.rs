@@ -129,39 +129,42 @@ impl ConvBertTokenizer {
 
     /// Encodes one text (`__call__(text)`).
     pub fn encode(&self, text: &str, opts: &EncodeOptions) -> Result<Encoding> {
-        let r = resolve(opts, self.config.model_max_length)?;
-        let mut enc = self.with_state(|st| self.prepare(st, text, None, opts, &r));
-        if let Some(target) = r.padding {
-            let target = target.unwrap_or(enc.ids.len());
-            pad(
-                &mut enc,
-                target,
-                opts.pad_to_multiple_of,
-                opts.padding_side,
-                self.specials.pad,
-                opts.return_offsets,
-            );
-        }
-        Ok(enc)
+        self.encode_one(text, None, opts)
     }
 
     /// Encodes a pair (`__call__(text, text_pair)`).
     pub fn encode_pair(&self, text: &str, pair: &str, opts: &EncodeOptions) -> Result<Encoding> {
-        let r = resolve(opts, self.config.model_max_length)?;
-        check_pair_options(opts, &r)?;
-        let mut enc = self.with_state(|st| self.prepare(st, text, Some(pair), opts, &r));
+        self.encode_one(text, Some(pair), opts)
+    }
+
+    fn encode_one(&self, text: &str, pair: Option<&str>, opts: &EncodeOptions) -> Result<Encoding> {
+        let r = self.resolve(opts, pair.is_some())?;
+        let mut enc = self.with_state(|st| self.prepare(st, text, pair, opts, &r));
         if let Some(target) = r.padding {
             let target = target.unwrap_or(enc.ids.len());
-            pad(
-                &mut enc,
-                target,
-                opts.pad_to_multiple_of,
-                opts.padding_side,
-                self.specials.pad,
-                opts.return_offsets,
-            );
+            self.pad(&mut enc, target, opts);
         }
         Ok(enc)
+    }
+
+    /// The options with `model_max_length` applied, rejected when they cannot work.
+    fn resolve(&self, opts: &EncodeOptions, pairs: bool) -> Result<Resolved> {
+        let r = resolve(opts, self.config.model_max_length)?;
+        if pairs {
+            check_pair_options(opts, &r)?;
+        }
+        Ok(r)
+    }
+
+    fn pad(&self, enc: &mut Encoding, target: usize, opts: &EncodeOptions) {
+        pad(
+            enc,
+            target,
+            opts.pad_to_multiple_of,
+            opts.padding_side,
+            self.specials.pad,
+            opts.return_offsets,
+        );
     }
 
     /// Encodes a batch in parallel (rayon; results in input order), then pads over the batch.
@@ -177,10 +180,7 @@ impl ConvBertTokenizer {
                 "texts and pairs differ in length".into(),
             ));
         }
-        let r = resolve(opts, self.config.model_max_length)?;
-        if pairs.is_some() {
-            check_pair_options(opts, &r)?;
-        }
+        let r = self.resolve(opts, pairs.is_some())?;
         // Coarse work units, each with its own buffers; the results go straight to their
         // slots of the output, so nothing runs serially after the parallel part.
         let unit = (texts.len() / (rayon::current_num_threads() * 4)).clamp(1, 1024);
@@ -195,22 +195,15 @@ impl ConvBertTokenizer {
             .collect_into_vec(&mut out);
         if let Some(target) = r.padding {
             let target = target.unwrap_or_else(|| out.iter().map(Encoding::len).max().unwrap_or(0));
-            out.par_iter_mut().with_min_len(unit).for_each(|enc| {
-                pad(
-                    enc,
-                    target,
-                    opts.pad_to_multiple_of,
-                    opts.padding_side,
-                    self.specials.pad,
-                    opts.return_offsets,
-                );
-            });
+            out.par_iter_mut()
+                .with_min_len(unit)
+                .for_each(|enc| self.pad(enc, target, opts));
         }
         Ok(out)
     }
 
     /// `prepare_for_model` without padding: truncation, special tokens, masks. Options that
-    /// cannot work are rejected by [`check_pair_options`] before.
+    /// cannot work are rejected by `resolve` before.
     fn prepare(
         &self,
         st: &mut State,
