@@ -5,7 +5,7 @@
 use convbert_model::{ConvBertInputs, ForwardOptions};
 use tch::{Device, Kind, Tensor};
 
-use crate::error::Result;
+use crate::error::{PipelineError, Result};
 use crate::options::PipelineOptions;
 
 /// One tokenized sequence: token ids and token type ids of equal length.
@@ -34,6 +34,22 @@ impl Row {
         row.type_ids.extend(std::iter::repeat_n(0, pad));
         row
     }
+}
+
+/// The rows of the inputs that could be prepared; the others answer with their own error.
+pub(crate) fn ok_rows(prepared: &[Result<Row>]) -> Vec<Row> {
+    prepared
+        .iter()
+        .filter_map(|r| r.as_ref().ok().cloned())
+        .collect()
+}
+
+/// The single output of the next row.
+pub(crate) fn next_output(outputs: &mut impl Iterator<Item = Vec<Tensor>>) -> Result<Tensor> {
+    outputs
+        .next()
+        .and_then(|mut v| v.pop())
+        .ok_or_else(|| PipelineError::Input("the model returned no output".into()))
 }
 
 /// Whether each output of the model is per token `(B, L, ..)` or per sequence `(B, ..)`.

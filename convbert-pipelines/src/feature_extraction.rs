@@ -8,7 +8,7 @@ use convbert_model::{ConvBertModel, ForwardOptions};
 use tch::nn::VarStore;
 use tch::Tensor;
 
-use crate::batch::{run_batched, Granularity, Row};
+use crate::batch::{next_output, ok_rows, run_batched, Granularity, Row};
 use crate::error::{PipelineError, Result};
 use crate::loading::{check_len, locate_with_tokenizer};
 use crate::options::PipelineOptions;
@@ -66,12 +66,8 @@ impl FeatureExtractionPipeline {
                 Ok(row)
             })
             .collect();
-        let rows: Vec<Row> = prepared
-            .iter()
-            .filter_map(|r| r.as_ref().ok().cloned())
-            .collect();
         let states = run_batched(
-            &rows,
+            &ok_rows(&prepared),
             &self.options,
             i64::from(self.tokenizer.pad_id()),
             Granularity::Token,
@@ -88,10 +84,7 @@ impl FeatureExtractionPipeline {
                 let Ok(_) = p else {
                     return Ok(p.map(|_| Tensor::new()));
                 };
-                let h = states
-                    .next()
-                    .and_then(|mut v| v.pop())
-                    .ok_or_else(|| PipelineError::Input("the model returned no output".into()))?;
+                let h = next_output(&mut states)?;
                 Ok(Ok(match pooling {
                     Pooling::None => h,
                     Pooling::Cls => h.f_get(0)?,

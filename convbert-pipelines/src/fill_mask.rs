@@ -8,7 +8,7 @@ use convbert_heads::ConvBertForMaskedLM;
 use serde::Serialize;
 use tch::{Kind, Tensor};
 
-use crate::batch::{run_batched, Granularity, Row};
+use crate::batch::{next_output, ok_rows, Granularity, Row};
 use crate::error::{PipelineError, Result};
 use crate::loading::{check_len, Loaded};
 use crate::options::PipelineOptions;
@@ -149,29 +149,19 @@ impl FillMaskPipeline {
                 Ok(row)
             })
             .collect();
-        let rows: Vec<Row> = prepared
-            .iter()
-            .filter_map(|r| r.as_ref().ok().cloned())
-            .collect();
-        let logits = run_batched(
-            &rows,
-            &self.loaded.options,
-            i64::from(self.loaded.tokenizer.pad_id()),
-            Granularity::Token,
-            |inputs, fo| {
-                Ok(vec![
-                    self.loaded.model.forward_t(inputs, None, fo, false)?.logits,
-                ])
-            },
-        )?;
+        let logits =
+            self.loaded
+                .run_rows(&ok_rows(&prepared), Granularity::Token, |inputs, fo| {
+                    Ok(vec![
+                        self.loaded.model.forward_t(inputs, None, fo, false)?.logits,
+                    ])
+                })?;
         let mut logits = logits.into_iter();
         prepared
             .into_iter()
             .map(|p| match p {
                 Ok(row) => {
-                    let out = logits.next().and_then(|mut v| v.pop()).ok_or_else(|| {
-                        PipelineError::Input("the model returned no output".into())
-                    })?;
+                    let out = next_output(&mut logits)?;
                     Ok(self.postprocess(&row, &out, top_k, mask_id, targets))
                 }
                 Err(e) => Ok(Err(e)),

@@ -8,9 +8,10 @@ use convbert_heads::{
     ConvBertForMaskedLM, ConvBertForQuestionAnswering, ConvBertForSequenceClassification,
     ConvBertForTokenClassification, HeadLoadReport,
 };
-use convbert_model::checkpoint;
-use tch::{Device, Kind};
+use convbert_model::{checkpoint, ConvBertInputs, ForwardOptions};
+use tch::{Device, Kind, Tensor};
 
+use crate::batch::{run_batched, Granularity, Row};
 use crate::error::Result;
 use crate::options::PipelineOptions;
 use crate::tokenizer::TextTokenizer;
@@ -99,6 +100,22 @@ fn head_warnings(report: Option<&HeadLoadReport>, task: &str) -> Vec<String> {
             r.newly_initialized.join(", ")
         )],
         _ => Vec::new(),
+    }
+}
+
+impl<H> Loaded<H> {
+    /// [`run_batched`] with this pipeline's options and padding id.
+    pub(crate) fn run_rows<F>(
+        &self,
+        rows: &[Row],
+        granularity: Granularity,
+        forward: F,
+    ) -> Result<Vec<Vec<Tensor>>>
+    where
+        F: FnMut(&ConvBertInputs, &ForwardOptions) -> Result<Vec<Tensor>>,
+    {
+        let pad_id = i64::from(self.tokenizer.pad_id());
+        run_batched(rows, &self.options, pad_id, granularity, forward)
     }
 }
 

@@ -10,7 +10,7 @@ use convbert_heads::ConvBertForQuestionAnswering;
 use serde::{Deserialize, Serialize};
 use tokenizers::Encoding;
 
-use crate::batch::{run_batched, Granularity, Row};
+use crate::batch::{Granularity, Row};
 use crate::error::{PipelineError, Result};
 use crate::loading::{check_len, Loaded};
 use crate::options::PipelineOptions;
@@ -169,16 +169,12 @@ impl QuestionAnsweringPipeline {
             .filter_map(|p| p.as_ref().ok())
             .flat_map(|w| w.iter().map(Row::new))
             .collect();
-        let logits = run_batched(
-            &rows,
-            &self.loaded.options,
-            i64::from(self.loaded.tokenizer.pad_id()),
-            Granularity::Token,
-            |inputs, fo| {
+        let logits = self
+            .loaded
+            .run_rows(&rows, Granularity::Token, |inputs, fo| {
                 let out = self.loaded.model.forward_t(inputs, None, fo, false)?;
                 Ok(vec![out.start_logits, out.end_logits])
-            },
-        )?;
+            })?;
         let mut logits = logits.into_iter();
         prepared
             .into_iter()

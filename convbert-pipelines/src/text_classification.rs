@@ -8,7 +8,7 @@ use std::path::Path;
 use convbert_heads::{ConvBertForSequenceClassification, ProblemType};
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{run_batched, Granularity, Row};
+use crate::batch::{next_output, ok_rows, Granularity, Row};
 use crate::error::{PipelineError, Result};
 use crate::loading::{check_len, Loaded};
 use crate::options::PipelineOptions;
@@ -95,21 +95,13 @@ impl TextClassificationPipeline {
                 Ok(row)
             })
             .collect();
-        let rows: Vec<Row> = prepared
-            .iter()
-            .filter_map(|r| r.as_ref().ok().cloned())
-            .collect();
-        let logits = run_batched(
-            &rows,
-            &self.loaded.options,
-            i64::from(self.loaded.tokenizer.pad_id()),
-            Granularity::Sequence,
-            |inputs, fo| {
-                Ok(vec![
-                    self.loaded.model.forward_t(inputs, None, fo, false)?.logits,
-                ])
-            },
-        )?;
+        let logits =
+            self.loaded
+                .run_rows(&ok_rows(&prepared), Granularity::Sequence, |inputs, fo| {
+                    Ok(vec![
+                        self.loaded.model.forward_t(inputs, None, fo, false)?.logits,
+                    ])
+                })?;
         let mut logits = logits.into_iter();
         prepared
             .into_iter()
@@ -117,10 +109,7 @@ impl TextClassificationPipeline {
                 if let Err(e) = p {
                     return Ok(Err(e));
                 }
-                let out = logits
-                    .next()
-                    .and_then(|mut v| v.pop())
-                    .ok_or_else(|| PipelineError::Input("the model returned no output".into()))?;
+                let out = next_output(&mut logits)?;
                 let raw = Vec::<f32>::try_from(&out)?;
                 Ok(Ok(self.rank(&raw, top_k, function)))
             })

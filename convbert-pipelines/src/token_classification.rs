@@ -9,7 +9,7 @@ use std::path::Path;
 use convbert_heads::ConvBertForTokenClassification;
 use serde::Serialize;
 
-use crate::batch::{run_batched, Granularity, Row};
+use crate::batch::{next_output, Granularity, Row};
 use crate::error::{PipelineError, Result};
 use crate::loading::{check_len, Loaded};
 use crate::options::PipelineOptions;
@@ -244,17 +244,13 @@ impl TokenClassificationPipeline {
                 encs.iter().map(move |e| Row::padded(e, longest, pad_id))
             })
             .collect();
-        let logits = run_batched(
-            &rows,
-            &self.loaded.options,
-            i64::from(self.loaded.tokenizer.pad_id()),
-            Granularity::Token,
-            |inputs, fo| {
+        let logits = self
+            .loaded
+            .run_rows(&rows, Granularity::Token, |inputs, fo| {
                 Ok(vec![
                     self.loaded.model.forward_t(inputs, None, fo, false)?.logits,
                 ])
-            },
-        )?;
+            })?;
         let mut logits = logits.into_iter();
         prepared
             .into_iter()
@@ -266,9 +262,7 @@ impl TokenClassificationPipeline {
                 };
                 let mut entities = Vec::new();
                 for enc in &encs {
-                    let out = logits.next().and_then(|mut v| v.pop()).ok_or_else(|| {
-                        PipelineError::Input("the model returned no output".into())
-                    })?;
+                    let out = next_output(&mut logits)?;
                     let width = out.size().last().copied().unwrap_or(1).max(1) as usize;
                     let flat = Vec::<f32>::try_from(&out.f_flatten(0, -1)?)?;
                     let scores: Vec<Vec<f64>> = flat.chunks(width).map(softmax).collect();
