@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
 
-use common::{collator, temp_dir, tiny_config, tokenizer, write_classification, Lcg};
+use common::{classification_data, collator, temp_dir, tiny_config, tokenizer, Lcg};
 use convbert_train::data::{read_dataset, DataOptions, Task};
 use convbert_train::{evaluate, train, TaskModel, TrainingArgs, Warmup};
 use tch::{Device, Tensor};
@@ -39,31 +39,8 @@ fn args(dir: &Path) -> TrainingArgs {
 fn text_classification_from_scratch_reaches_95_percent() {
     let _serial = serial();
     let dir = temp_dir("learns");
-    write_classification(&dir.join("train.jsonl"), 480, 1);
-    write_classification(&dir.join("eval.jsonl"), 200, 2);
-    let tok = tokenizer();
-    let opts = DataOptions {
-        max_length: 32,
-        ..DataOptions::default()
-    };
-    let train_set = read_dataset(
-        Task::TextClassification,
-        &dir.join("train.jsonl"),
-        &tok,
-        &opts,
-    )
-    .expect("train");
-    let opts = DataOptions {
-        label_names: Some(train_set.label_names.clone()),
-        ..opts
-    };
-    let eval_set = read_dataset(
-        Task::TextClassification,
-        &dir.join("eval.jsonl"),
-        &tok,
-        &opts,
-    )
-    .expect("eval");
+    let train_set = classification_data(&dir, "train.jsonl", 480, 1, None);
+    let eval_set = classification_data(&dir, "eval.jsonl", 200, 2, Some(&train_set.label_names));
     tch::manual_seed(3);
     let model = TaskModel::from_config(
         Task::TextClassification,
@@ -212,19 +189,7 @@ fn masked_lm_loss_falls_by_a_factor_of_two() {
 fn resumed_training_equals_uninterrupted_training() {
     let _serial = serial();
     let dir = temp_dir("resume");
-    write_classification(&dir.join("train.jsonl"), 64, 11);
-    let tok = tokenizer();
-    let opts = DataOptions {
-        max_length: 32,
-        ..DataOptions::default()
-    };
-    let data = read_dataset(
-        Task::TextClassification,
-        &dir.join("train.jsonl"),
-        &tok,
-        &opts,
-    )
-    .expect("data");
+    let data = classification_data(&dir, "train.jsonl", 64, 11, None);
     // Dropout stays on (0.1): the resumed run must repeat the uninterrupted run's random draws.
     let config = tiny_config(r#", "num_labels": 3"#);
     let base = TrainingArgs {

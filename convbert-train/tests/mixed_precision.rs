@@ -4,22 +4,14 @@
 
 mod common;
 
-use common::{collator, temp_dir, tiny_config, tokenizer, write_classification};
-use convbert_train::data::{read_dataset, DataOptions, Task};
+use common::{classification_data, collator, temp_dir, test_device, tiny_config};
+use convbert_train::data::Task;
 use convbert_train::{
     optimizer_step, optimizer_step_scaled, train, AdamW, AdamWConfig, Autocast, GradScaler,
     MixedPrecision, TaskModel, TrainingArgs, Warmup,
 };
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
-
-fn device() -> Device {
-    match std::env::var("CONVBERT_TEST_DEVICE").as_deref() {
-        Ok("cuda") => Device::Cuda(0),
-        Ok(s) if s.starts_with("cuda:") => Device::Cuda(s[5..].parse().expect("cuda:N")),
-        _ => Device::Cpu,
-    }
-}
 
 /// A tiny classifier without dropout whose initial weights are drawn on the CPU with a fixed
 /// seed and copied to `device`: every device and precision starts from the same point, so the
@@ -59,24 +51,11 @@ fn precisions(device: Device) -> &'static [MixedPrecision] {
 
 #[test]
 fn autocast_training_reaches_95_percent_with_fp32_master_weights() {
-    let device = device();
+    let device = test_device();
     let mut failures: Vec<String> = Vec::new();
     let dir = temp_dir("mixed");
-    write_classification(&dir.join("train.jsonl"), 480, 1);
-    write_classification(&dir.join("eval.jsonl"), 200, 2);
-    let tok = tokenizer();
-    let opts = DataOptions {
-        max_length: 32,
-        ..DataOptions::default()
-    };
-    let path = dir.join("train.jsonl");
-    let train_set = read_dataset(Task::TextClassification, &path, &tok, &opts).expect("train");
-    let opts = DataOptions {
-        label_names: Some(train_set.label_names.clone()),
-        ..opts
-    };
-    let path = dir.join("eval.jsonl");
-    let eval_set = read_dataset(Task::TextClassification, &path, &tok, &opts).expect("eval");
+    let train_set = classification_data(&dir, "train.jsonl", 480, 1, None);
+    let eval_set = classification_data(&dir, "eval.jsonl", 200, 2, Some(&train_set.label_names));
     for &precision in precisions(device) {
         let model = same_start_on(device);
         let out_dir = dir.join(format!("{precision:?}"));
@@ -121,16 +100,8 @@ fn autocast_training_reaches_95_percent_with_fp32_master_weights() {
 /// One batch's gradients under autocast point where the fp32 gradients do, parameter by parameter.
 #[test]
 fn autocast_gradients_follow_fp32_gradients() {
-    let device = device();
-    let dir = temp_dir("mixed-grads");
-    write_classification(&dir.join("train.jsonl"), 32, 3);
-    let tok = tokenizer();
-    let opts = DataOptions {
-        max_length: 32,
-        ..DataOptions::default()
-    };
-    let path = dir.join("train.jsonl");
-    let data = read_dataset(Task::TextClassification, &path, &tok, &opts).expect("data");
+    let device = test_device();
+    let data = classification_data(&temp_dir("mixed-grads"), "train.jsonl", 32, 3, None);
     let picked: Vec<_> = data.examples.iter().collect();
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
     let batch = collator(false)

@@ -3,9 +3,12 @@
 //! classification checkpoint with dropout 0 in training mode. Weights and losses within 1e-5
 //! (1e-4 on a GPU, with `CONVBERT_TEST_DEVICE=cuda`).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use common::test_device;
 use convbert_heads::ConvBertForSequenceClassification;
 use convbert_model::{ConvBertInputs, ForwardOptions};
 use convbert_train::{optimizer_step, AdamW, AdamWConfig, LinearSchedule, Warmup};
@@ -15,18 +18,9 @@ fn train_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/train")
 }
 
-/// Device of the test: `CONVBERT_TEST_DEVICE=cuda` (or `cuda:N`) runs the steps on a GPU.
-fn device() -> Device {
-    match std::env::var("CONVBERT_TEST_DEVICE").as_deref() {
-        Ok("cuda") => Device::Cuda(0),
-        Ok(s) if s.starts_with("cuda:") => Device::Cuda(s[5..].parse().expect("cuda:N")),
-        _ => Device::Cpu,
-    }
-}
-
 /// 1e-5 on the CPU; 1e-4 on a GPU, whose kernels sum in other orders.
 fn tol() -> f64 {
-    if device().is_cuda() {
+    if test_device().is_cuda() {
         1e-4
     } else {
         1e-5
@@ -52,11 +46,11 @@ fn run_scenario(name: &str) -> (f64, f64) {
         Tensor::read_safetensors(train_dir().join(format!("{name}.safetensors")))
             .expect("golden")
             .into_iter()
-            .map(|(k, t)| (k, t.to_device(device())))
+            .map(|(k, t)| (k, t.to_device(test_device())))
             .collect();
     let model = ConvBertForSequenceClassification::from_pretrained(
         train_dir().join("checkpoint"),
-        device(),
+        test_device(),
         Kind::Float,
     )
     .expect("checkpoint");

@@ -100,3 +100,32 @@ pub fn write_classification(path: &std::path::Path, n: usize, seed: u64) {
         .collect();
     std::fs::write(path, lines.join("\n") + "\n").expect("write");
 }
+
+/// `n` generated classification examples (seed `seed`) written to `dir/name` and read back with
+/// max_length 32; `label_names` fixes the label order (an eval set takes the train set's).
+pub fn classification_data(
+    dir: &std::path::Path,
+    name: &str,
+    n: usize,
+    seed: u64,
+    label_names: Option<&[String]>,
+) -> convbert_train::data::Dataset {
+    use convbert_train::data::{read_dataset, DataOptions, Task};
+    let path = dir.join(name);
+    write_classification(&path, n, seed);
+    let opts = DataOptions {
+        max_length: 32,
+        label_names: label_names.map(<[String]>::to_vec),
+        ..DataOptions::default()
+    };
+    read_dataset(Task::TextClassification, &path, &tokenizer(), &opts).expect("dataset")
+}
+
+/// Device of the tests that can run on a GPU: `CONVBERT_TEST_DEVICE=cuda` (or `cuda:N`).
+pub fn test_device() -> tch::Device {
+    match std::env::var("CONVBERT_TEST_DEVICE").as_deref() {
+        Ok("cuda") => tch::Device::Cuda(0),
+        Ok(s) if s.starts_with("cuda:") => tch::Device::Cuda(s[5..].parse().expect("cuda:N")),
+        _ => tch::Device::Cpu,
+    }
+}
