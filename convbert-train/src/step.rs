@@ -69,7 +69,8 @@ pub fn optimizer_step_scaled(
     )
 }
 
-fn step_with(
+/// [`optimizer_step`], with loss scaling when `scaler` is given.
+pub(crate) fn step_with(
     optimizer: &mut AdamW,
     lr: f64,
     accumulation: usize,

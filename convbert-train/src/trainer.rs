@@ -25,7 +25,7 @@ use crate::model::TaskModel;
 use crate::optimizer::{AdamW, AdamWConfig};
 use crate::precision::{Autocast, GradScaler, MixedPrecision};
 use crate::schedule::{LinearSchedule, Warmup};
-use crate::step::{optimizer_step, optimizer_step_scaled};
+use crate::step::step_with;
 
 /// Hyper-parameters and run options; defaults are HF `TrainingArguments`' where HF has one.
 #[derive(Debug, Clone)]
@@ -209,7 +209,7 @@ pub fn train(
         // Steps skipped for fp16 overflow do not advance the schedule (HF Trainer).
         let skipped = state.grad_scaler.map_or(0, |s| s.skipped_steps);
         let lr = schedule.lr(step - skipped);
-        let mut loss_of = |micro: usize| {
+        let loss_of = |micro: usize| {
             let k = step * accum + micro;
             let epoch = k / per_epoch;
             if epoch_cache != Some(epoch) {
@@ -234,25 +234,15 @@ pub fn train(
                 .ok_or_else(|| arg("labels", "the batch has no labels"))
         };
         let autocast = Autocast::enter(args.mixed_precision, args.device)?;
-        let outcome = match state.grad_scaler.as_mut() {
-            Some(scaler) => optimizer_step_scaled(
-                &mut optimizer,
-                lr,
-                accum,
-                args.max_grad_norm,
-                step,
-                scaler,
-                &mut loss_of,
-            )?,
-            None => optimizer_step(
-                &mut optimizer,
-                lr,
-                accum,
-                args.max_grad_norm,
-                step,
-                &mut loss_of,
-            )?,
-        };
+        let outcome = step_with(
+            &mut optimizer,
+            lr,
+            accum,
+            args.max_grad_norm,
+            step,
+            state.grad_scaler.as_mut(),
+            loss_of,
+        )?;
         drop(autocast);
         let secs = started.elapsed().as_secs_f64();
         state.global_step = step + 1;
