@@ -68,23 +68,11 @@ pub fn default_model() -> PathBuf {
         })
 }
 
-/// `cpu`, `cuda` or `cuda:N`.
+/// `cpu`, `cuda` or `cuda:N`, a GPU that exists.
 pub fn parse_device(s: &str) -> CliResult<Device> {
-    let device = match s {
-        "cpu" => return Ok(Device::Cpu),
-        "cuda" => Device::Cuda(0),
-        _ => match s
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse::<usize>().ok())
-        {
-            Some(n) => Device::Cuda(n),
-            None => {
-                return Err(CliError::Usage(format!(
-                    "invalid --device {s:?}: use cpu, cuda or cuda:N"
-                )))
-            }
-        },
-    };
+    let device = convbert_model::parse_device(s).ok_or_else(|| {
+        CliError::Usage(format!("invalid --device {s:?}: use cpu, cuda or cuda:N"))
+    })?;
     let count = tch::Cuda::device_count() as usize;
     match device {
         Device::Cuda(n) if n >= count => Err(CliError::Usage(format!(

@@ -5,7 +5,7 @@
 //! The cores may be shared with other work, so each round times ours and HF back to back
 //! (fp32 then bf16) and the medians over the rounds are reported, with the median of the
 //! per-round ratios. Env: BENCH_SECONDS (default 4 per measurement), BENCH_ROUNDS (default 5),
-//! BENCH_BATCH (default 8), BENCH_DEVICE (cpu, or cuda: both sides on GPU 0, timed to the end
+//! BENCH_BATCH (default 8), BENCH_DEVICE (cpu, or cuda / cuda:N: both sides on that GPU, timed to the end
 //! of the device's work), BENCH_SKIP_HF=1 to time only this crate.
 
 use std::io::{BufRead, BufReader, Write};
@@ -138,11 +138,8 @@ fn main() {
     let rounds: usize = env_or("BENCH_ROUNDS", 5);
     let batch: i64 = env_or("BENCH_BATCH", 8);
     let device_name: String = env_or("BENCH_DEVICE", "cpu".to_string());
-    let device = match device_name.as_str() {
-        "cpu" => Device::Cpu,
-        "cuda" => Device::Cuda(0),
-        other => panic!("BENCH_DEVICE: cpu or cuda, not {other}"),
-    };
+    let device = convbert_model::parse_device(&device_name)
+        .unwrap_or_else(|| panic!("BENCH_DEVICE: cpu, cuda or cuda:N, not {device_name}"));
     let threads = tch::get_num_threads();
     let _guard = tch::no_grad_guard();
     let cfg = ConvBertConfig::default(); // conv-bert-base shape

@@ -16,11 +16,8 @@ pub fn fixtures() -> PathBuf {
 
 /// Device of the parity tests: `CONVBERT_TEST_DEVICE=cuda` (or `cuda:N`) runs them on a GPU.
 pub fn device() -> Device {
-    match std::env::var("CONVBERT_TEST_DEVICE").as_deref() {
-        Ok("cuda") => Device::Cuda(0),
-        Ok(s) if s.starts_with("cuda:") => Device::Cuda(s[5..].parse().expect("cuda:N")),
-        _ => Device::Cpu,
-    }
+    let name = std::env::var("CONVBERT_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+    convbert_model::parse_device(&name).expect("CONVBERT_TEST_DEVICE: cpu, cuda or cuda:N")
 }
 
 /// `cpu` on the CPU; at least 1e-4 on a GPU, whose kernels sum in other orders.

@@ -123,9 +123,6 @@ pub fn classification_data(
 
 /// Device of the tests that can run on a GPU: `CONVBERT_TEST_DEVICE=cuda` (or `cuda:N`).
 pub fn test_device() -> tch::Device {
-    match std::env::var("CONVBERT_TEST_DEVICE").as_deref() {
-        Ok("cuda") => tch::Device::Cuda(0),
-        Ok(s) if s.starts_with("cuda:") => tch::Device::Cuda(s[5..].parse().expect("cuda:N")),
-        _ => tch::Device::Cpu,
-    }
+    let name = std::env::var("CONVBERT_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+    convbert_model::parse_device(&name).expect("CONVBERT_TEST_DEVICE: cpu, cuda or cuda:N")
 }
