@@ -263,6 +263,28 @@ pub fn warn(warnings: &[String]) {
     }
 }
 
+/// A line's text: the line itself, or with --jsonl its `{"text": ...}` field.
+pub fn text_of(line: &Line, jsonl: bool) -> Result<String, String> {
+    if !jsonl {
+        return Ok(line.text.clone());
+    }
+    let v: serde_json::Value = parse_json(line)?;
+    v["text"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| "expected {\"text\": ...}".into())
+}
+
+/// HF's pipeline shape: one result alone, several as a list.
+pub fn one_or_list<T: Serialize>(mut items: Vec<T>) -> serde_json::Value {
+    let value = if items.len() == 1 {
+        serde_json::to_value(items.remove(0))
+    } else {
+        serde_json::to_value(items)
+    };
+    value.unwrap_or(serde_json::Value::Null)
+}
+
 /// The JSON Lines loop of every text subcommand: parse each line, run the valid ones in chunks
 /// (progress bar), write one result per line in order, report bad lines without losing others.
 pub fn run_jsonl<I, O, P, R>(io: &IoArgs, batch_size: usize, parse: P, mut run: R) -> CliResult

@@ -4,9 +4,8 @@
 
 use clap::Args;
 use convbert_pipelines::FillMaskPipeline;
-use serde_json::Value;
 
-use crate::common::{run_jsonl, warn, CliResult, IoArgs, ModelArgs};
+use crate::common::{one_or_list, run_jsonl, text_of, warn, CliResult, IoArgs, ModelArgs};
 
 /// Arguments of `convbert fill-mask`.
 #[derive(Debug, Args)]
@@ -40,35 +39,14 @@ pub fn run(args: &FillMaskArgs) -> CliResult {
     run_jsonl(
         &args.io,
         args.model.batch_size,
-        |line| {
-            if jsonl {
-                let v: Value = crate::common::parse_json(line)?;
-                v["text"]
-                    .as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| "expected {\"text\": ...}".into())
-            } else {
-                Ok(line.text.clone())
-            }
-        },
+        |line| text_of(line, jsonl),
         |texts: &[String]| {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             let out = match &targets {
                 Some(t) => pipe.run_with_targets(&refs, args.top_k, t)?,
                 None => pipe.run(&refs, args.top_k)?,
             };
-            Ok(out
-                .into_iter()
-                .map(|r| {
-                    r.map(|mut masks| {
-                        if masks.len() == 1 {
-                            serde_json::to_value(masks.remove(0)).unwrap_or(Value::Null)
-                        } else {
-                            serde_json::to_value(masks).unwrap_or(Value::Null)
-                        }
-                    })
-                })
-                .collect())
+            Ok(out.into_iter().map(|r| r.map(one_or_list)).collect())
         },
     )
 }

@@ -4,9 +4,8 @@
 
 use clap::{Args, ValueEnum};
 use convbert_pipelines::{AggregationStrategy, TokenClassificationPipeline};
-use serde_json::Value;
 
-use crate::common::{parse_json, run_jsonl, warn, CliResult, IoArgs, ModelArgs};
+use crate::common::{run_jsonl, text_of, warn, CliResult, IoArgs, ModelArgs};
 
 /// `--aggregation` values, HF's names.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -53,17 +52,7 @@ pub fn run(args: &NerArgs) -> CliResult {
     run_jsonl(
         &args.io,
         args.model.batch_size,
-        |line| {
-            if jsonl {
-                let v: Value = parse_json(line)?;
-                v["text"]
-                    .as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| "expected {\"text\": ...}".into())
-            } else {
-                Ok(line.text.clone())
-            }
-        },
+        |line| text_of(line, jsonl),
         |texts: &[String]| {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             Ok(match args.stride {

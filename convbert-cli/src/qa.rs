@@ -4,9 +4,10 @@
 
 use clap::Args;
 use convbert_pipelines::{QaInput, QaOptions, QuestionAnsweringPipeline};
-use serde_json::Value;
 
-use crate::common::{parse_json, run_jsonl, warn, CliError, CliResult, IoArgs, ModelArgs};
+use crate::common::{
+    one_or_list, parse_json, run_jsonl, warn, CliError, CliResult, IoArgs, ModelArgs,
+};
 
 /// Arguments of `convbert qa`.
 #[derive(Debug, Args)]
@@ -71,15 +72,7 @@ pub fn run(args: &QaArgs) -> CliResult {
             Ok(pipe
                 .run(inputs, &opts)?
                 .into_iter()
-                .map(|r| {
-                    r.map(|mut answers| {
-                        if answers.len() == 1 {
-                            serde_json::to_value(answers.remove(0)).unwrap_or(Value::Null)
-                        } else {
-                            serde_json::to_value(answers).unwrap_or(Value::Null)
-                        }
-                    })
-                })
+                .map(|r| r.map(one_or_list))
                 .collect())
         },
     )
