@@ -137,7 +137,20 @@ impl FillMaskPipeline {
         targets: Option<&[i64]>,
     ) -> Result<Vec<Result<Vec<Vec<FillMaskCandidate>>>>> {
         let mask_id = i64::from(self.loaded.tokenizer.mask_id().unwrap_or(0));
-        let max = self.loaded.model.config().max_position_embeddings;
+        let config = self.loaded.model.config();
+        let (max, vocab) = (config.max_position_embeddings, config.vocab_size);
+        // The target ids, checked and as an index tensor (the logits come back on the CPU), once.
+        let targets = match targets {
+            Some(ids) => {
+                if let Some(bad) = ids.iter().find(|&&i| i < 0 || i >= vocab) {
+                    return Err(PipelineError::Input(format!(
+                        "target id {bad} is outside the vocabulary of {vocab} tokens"
+                    )));
+                }
+                Some((ids, Tensor::f_from_slice(ids)?))
+            }
+            None => None,
+        };
         let prepared: Vec<Result<Row>> = texts
             .iter()
             .map(|t| {
@@ -162,7 +175,7 @@ impl FillMaskPipeline {
             .map(|p| match p {
                 Ok(row) => {
                     let out = next_output(&mut logits)?;
-                    Ok(self.postprocess(&row, &out, top_k, mask_id, targets))
+                    Ok(self.postprocess(&row, &out, top_k, mask_id, targets.as_ref()))
                 }
                 Err(e) => Ok(Err(e)),
             })
@@ -175,37 +188,26 @@ impl FillMaskPipeline {
         logits: &Tensor,
         top_k: usize,
         mask_id: i64,
-        targets: Option<&[i64]>,
+        targets: Option<&(&[i64], Tensor)>,
     ) -> Result<Vec<Vec<FillMaskCandidate>>> {
         let masks: Vec<usize> = (0..row.ids.len())
             .filter(|&i| row.ids[i] == mask_id)
             .collect();
         let single = masks.len() == 1;
         let vocab = logits.size().last().copied().unwrap_or(0);
-        let target_ids = match targets {
-            Some(ids) => {
-                if let Some(bad) = ids.iter().find(|&&i| i < 0 || i >= vocab) {
-                    return Err(PipelineError::Input(format!(
-                        "target id {bad} is outside the vocabulary of {vocab} tokens"
-                    )));
-                }
-                Some(Tensor::f_from_slice(ids)?.f_to_device(logits.device())?)
-            }
-            None => None,
-        };
-        let k = (top_k as i64).min(targets.map_or(vocab, |t| t.len() as i64));
+        let k = (top_k as i64).min(targets.map_or(vocab, |(ids, _)| ids.len() as i64));
         let pad = i64::from(self.loaded.tokenizer.pad_id());
         masks
             .iter()
             .map(|&m| {
                 let mut probs = logits.f_get(m as i64)?.f_softmax(-1, Kind::Float)?;
-                if let Some(ids) = &target_ids {
-                    probs = probs.f_index_select(0, ids)?;
+                if let Some((_, index)) = targets {
+                    probs = probs.f_index_select(0, index)?;
                 }
                 let (values, indices) = probs.f_topk(k, -1, true, true)?;
                 let values = Vec::<f32>::try_from(&values)?;
                 let mut indices = Vec::<i64>::try_from(&indices)?;
-                if let Some(ids) = targets {
+                if let Some((ids, _)) = targets {
                     indices = indices.iter().map(|&i| ids[i as usize]).collect();
                 }
                 values
