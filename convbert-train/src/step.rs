@@ -101,11 +101,20 @@ pub(crate) fn step_with(
         }
         total += value;
     }
-    if let Some(scaler) = scaler {
-        let params = optimizer.parameters();
+    let params = optimizer.parameters();
+    if let Some(scaler) = &scaler {
         unscale(&params, scaler.scale)?;
-        // An overflow anywhere makes the total norm non-finite.
-        let norm = grad_norm(&params)?;
+    }
+    // The total norm, measured while clipping (or alone, to spot an fp16 overflow).
+    let norm = if max_grad_norm > 0.0 {
+        clip_grad_norm(&params, max_grad_norm)?
+    } else if scaler.is_some() {
+        grad_norm(&params)?
+    } else {
+        f64::NAN
+    };
+    if let Some(scaler) = scaler {
+        // An overflow anywhere makes the total norm non-finite: skip the step, lower the scale.
         let found_inf = !norm.is_finite();
         scaler.update(found_inf);
         if found_inf {
@@ -117,19 +126,11 @@ pub(crate) fn step_with(
                 skipped: true,
             });
         }
-    }
-    let grad_norm = if max_grad_norm > 0.0 {
-        clip_grad_norm(&optimizer.parameters(), max_grad_norm)?
-    } else {
-        f64::NAN
-    };
-    if max_grad_norm > 0.0 && !grad_norm.is_finite() {
+    } else if max_grad_norm > 0.0 && !norm.is_finite() {
         optimizer.zero_grad();
-        return Err(TrainError::NonFiniteGradient {
-            step,
-            norm: grad_norm,
-        });
+        return Err(TrainError::NonFiniteGradient { step, norm });
     }
+    let grad_norm = if max_grad_norm > 0.0 { norm } else { f64::NAN };
     optimizer.step(lr)?;
     optimizer.zero_grad();
     Ok(StepOutcome {
