@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use crate::common::CliError;
+use crate::common::exit_code;
 use crate::{bench, classify, embed, fill_mask, forward, ner, qa};
 
 /// Subcommands that run a model.
@@ -40,16 +40,6 @@ impl ModelCommand {
             ModelCommand::Forward(a) => forward::run(a),
             ModelCommand::Bench(a) => bench::run(a),
         };
-        match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(CliError::Usage(m)) => {
-                eprintln!("error: {m}");
-                ExitCode::from(2)
-            }
-            Err(CliError::Failed(m)) => {
-                eprintln!("error: {m}");
-                ExitCode::from(1)
-            }
-        }
+        exit_code(result)
     }
 }

@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Read, Write};
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use convbert_pipelines::PipelineOptions;
@@ -37,6 +38,18 @@ impl From<convbert_pipelines::PipelineError> for CliError {
 }
 
 pub type CliResult<T = ()> = Result<T, CliError>;
+
+/// The process exit code of a finished subcommand: 0; 2 for a usage error, 1 for any other,
+/// each with its one line on stderr.
+pub fn exit_code(result: CliResult) -> ExitCode {
+    let (code, message) = match result {
+        Ok(()) => return ExitCode::SUCCESS,
+        Err(CliError::Usage(m)) => (2, m),
+        Err(CliError::Failed(m)) => (1, m),
+    };
+    eprintln!("error: {message}");
+    ExitCode::from(code)
+}
 
 /// Weight and compute dtype.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -11,7 +11,7 @@ use std::io::{BufWriter, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::common::CliError;
+use crate::common::{exit_code, CliError};
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -216,17 +216,7 @@ fn json(tok: &Tok, enc: &Encoding) -> serde_json::Value {
 
 /// Runs the subcommand and maps the outcome to the exit code (0 ok, 2 usage, 1 other errors).
 pub fn main(args: &TokenizeArgs) -> ExitCode {
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(CliError::Usage(m)) => {
-            eprintln!("error: {m}");
-            ExitCode::from(2)
-        }
-        Err(CliError::Failed(m)) => {
-            eprintln!("error: {m}");
-            ExitCode::from(1)
-        }
-    }
+    exit_code(run(args))
 }
 
 fn run(args: &TokenizeArgs) -> Result<(), CliError> {

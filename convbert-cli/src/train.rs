@@ -14,7 +14,7 @@ use convbert_train::{
 use serde_json::{json, Map, Value};
 use tch::Device;
 
-use crate::common::CliError;
+use crate::common::{exit_code, parse_device, CliError, CliResult};
 
 /// Arguments of `convbert train` (hyper-parameter defaults are HF TrainingArguments').
 #[derive(Debug, clap::Args)]
@@ -110,29 +110,7 @@ pub struct TrainArgs {
 
 /// Runs `convbert train`; errors go to stderr with exit code 1 (2 for bad arguments).
 pub fn main(args: &TrainArgs) -> ExitCode {
-    match run(args) {
-        Ok(summary) => {
-            println!("{summary}");
-            ExitCode::SUCCESS
-        }
-        Err((code, message)) => {
-            eprintln!("error: {message}");
-            ExitCode::from(code)
-        }
-    }
-}
-
-type CliResult<T> = Result<T, (u8, String)>;
-
-fn failed(e: impl std::fmt::Display) -> (u8, String) {
-    (1, e.to_string())
-}
-
-fn device(s: &str) -> CliResult<Device> {
-    crate::common::parse_device(s).map_err(|e| match e {
-        CliError::Usage(m) => (2, m),
-        CliError::Failed(m) => (1, m),
-    })
+    exit_code(run(args).map(|summary| println!("{summary}")))
 }
 
 fn load_tokenizer(
@@ -152,9 +130,9 @@ fn load_tokenizer(
         } else {
             ConvBertTokenizer::from_vocab_file(path, TokenizerConfig::default())
         }
-        .map_err(failed);
+        .map_err(CliError::failed);
     }
-    ConvBertTokenizer::bert_base_uncased().map_err(failed)
+    ConvBertTokenizer::bert_base_uncased().map_err(CliError::failed)
 }
 
 /// The label names of the model config, unless they are HF's placeholders `LABEL_i`.
@@ -233,22 +211,23 @@ fn training_args(a: &TrainArgs, device: Device) -> TrainingArgs {
 }
 
 fn run(a: &TrainArgs) -> CliResult<String> {
-    let task = Task::parse(&a.task).map_err(|e| (2, e.to_string()))?;
-    let device = device(&a.device)?;
+    let task = Task::parse(&a.task).map_err(|e| CliError::Usage(e.to_string()))?;
+    let device = parse_device(&a.device)?;
     let args = training_args(a, device);
-    args.validate().map_err(|e| (2, e.to_string()))?;
+    args.validate()
+        .map_err(|e| CliError::Usage(e.to_string()))?;
     let model_dir = a
         .model
         .as_deref()
         .map(checkpoint::locate)
         .transpose()
-        .map_err(failed)?;
+        .map_err(CliError::failed)?;
     let config_path = match (&a.config, &model_dir) {
         (Some(c), _) => c.clone(),
         (None, Some(d)) => d.join("config.json"),
-        (None, None) => return Err((2, "give --model or --config".into())),
+        (None, None) => return Err(CliError::Usage("give --model or --config".into())),
     };
-    let mut config = ConvBertConfig::from_file(&config_path).map_err(failed)?;
+    let mut config = ConvBertConfig::from_file(&config_path).map_err(CliError::failed)?;
     let tokenizer = load_tokenizer(a.tokenizer.as_deref(), model_dir.as_deref())?;
     let classifies = matches!(task, Task::TextClassification | Task::TokenClassification);
     let mut options = DataOptions {
@@ -260,7 +239,7 @@ fn run(a: &TrainArgs) -> CliResult<String> {
             None
         },
     };
-    let train_set = read_dataset(task, &a.train, &tokenizer, &options).map_err(failed)?;
+    let train_set = read_dataset(task, &a.train, &tokenizer, &options).map_err(CliError::failed)?;
     if classifies {
         options.label_names = Some(train_set.label_names.clone());
         set_labels(&mut config, &train_set.label_names);
@@ -270,7 +249,7 @@ fn run(a: &TrainArgs) -> CliResult<String> {
         .as_ref()
         .map(|p| read_dataset(task, p, &tokenizer, &options))
         .transpose()
-        .map_err(failed)?;
+        .map_err(CliError::failed)?;
     // HF's set_seed(args.seed) before the model is built: fresh weights (from a config, or a new
     // head on a checkpoint) are the same in every run of the same seed.
     tch::manual_seed(a.seed as i64);
@@ -278,13 +257,13 @@ fn run(a: &TrainArgs) -> CliResult<String> {
         Some(dir) => TaskModel::from_pretrained(task, dir, config, device),
         None => TaskModel::from_config(task, config, device),
     }
-    .map_err(failed)?;
+    .map_err(CliError::failed)?;
     let vocab = tokenizer.vocab();
     let token = |t: &str| {
         vocab
             .token_to_id(t)
             .map(i64::from)
-            .ok_or_else(|| failed(format!("no {t} in the vocabulary")))
+            .ok_or_else(|| CliError::failed(format!("no {t} in the vocabulary")))
     };
     let cfg = tokenizer.config();
     let collator = Collator {
@@ -299,8 +278,11 @@ fn run(a: &TrainArgs) -> CliResult<String> {
             _ => None,
         },
     };
-    let out = train(&model, &train_set, eval_set.as_ref(), &collator, &args).map_err(failed)?;
-    tokenizer.save_vocabulary(&a.output, None).map_err(failed)?;
+    let out =
+        train(&model, &train_set, eval_set.as_ref(), &collator, &args).map_err(CliError::failed)?;
+    tokenizer
+        .save_vocabulary(&a.output, None)
+        .map_err(CliError::failed)?;
     let summary = json!({
         "global_step": out.global_step,
         "train_loss": out.train_loss,
