@@ -35,6 +35,12 @@ pub enum PipelineError {
     /// One input cannot be processed (the others still are).
     #[error("{0}")]
     Input(String),
+    /// An input longer than the model takes (and truncation was not asked for).
+    #[error("input of {len} tokens is longer than the model's maximum of {max} tokens")]
+    TooLong { len: usize, max: usize },
+    /// A call into the model panicked earlier; the model is no longer usable.
+    #[error("the model is unusable: an earlier call into it panicked")]
+    Poisoned,
     /// An option value the pipeline cannot use.
     #[error("invalid option `{name}`: {reason}")]
     Option { name: &'static str, reason: String },

@@ -4,15 +4,13 @@
 
 use std::path::Path;
 
-use convbert_model::{ConvBertModel, ForwardOptions};
-use tch::nn::VarStore;
 use tch::Tensor;
 
-use crate::batch::{next_output, ok_rows, run_batched, Granularity, Row};
+use crate::batch::{single_outputs, Granularity, Prepared};
+use crate::batch_model::impl_batch_model;
 use crate::error::{PipelineError, Result};
-use crate::loading::{check_len, locate_with_tokenizer};
+use crate::loading::{check_len, Encoder, Loaded, TaskHead};
 use crate::options::PipelineOptions;
-use crate::tokenizer::TextTokenizer;
 
 /// What [`FeatureExtractionPipeline::run`] returns per text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -26,71 +24,69 @@ pub enum Pooling {
     Mean,
 }
 
+impl Pooling {
+    /// Pools the `(L, D)` states of one text's real tokens.
+    pub fn apply(self, states: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Pooling::None => states.shallow_clone(),
+            Pooling::Cls => states.f_get(0)?,
+            Pooling::Mean => states.f_mean_dim(0, false, None)?,
+        })
+    }
+}
+
 /// A ConvBERT encoder (any checkpoint: base or head) and its tokenizer.
 #[derive(Debug)]
 pub struct FeatureExtractionPipeline {
-    model: ConvBertModel,
-    _vs: VarStore,
-    tokenizer: TextTokenizer,
-    options: PipelineOptions,
+    loaded: Loaded<Encoder>,
 }
+
+impl_batch_model!(
+    FeatureExtractionPipeline,
+    Granularity::Token,
+    |m, inputs, fo| Ok(vec![
+        m.encoder().forward_t(inputs, fo, false)?.last_hidden_state
+    ])
+);
 
 impl FeatureExtractionPipeline {
     /// Loads the encoder of a checkpoint directory or cached HF model id (head keys are ignored).
     pub fn from_pretrained(source: impl AsRef<Path>, options: PipelineOptions) -> Result<Self> {
-        options.check()?;
-        let (dir, tokenizer) = locate_with_tokenizer(source.as_ref())?;
-        let (model, vs) = ConvBertModel::from_pretrained(&dir, options.device, options.kind)?;
         Ok(Self {
-            model,
-            _vs: vs,
-            tokenizer,
-            options,
+            loaded: Loaded::from_pretrained(source.as_ref(), options, "feature extraction")?,
         })
     }
 
     /// The encoder's hidden size D.
     pub fn hidden_size(&self) -> i64 {
-        self.model.config().hidden_size
+        self.loaded.config.hidden_size
+    }
+
+    /// One text as a model row; too long for the model is an error.
+    pub fn prepare(&self, text: &str) -> Result<Prepared> {
+        let enc = self.loaded.tokenizer.encode(text, None)?;
+        check_len(enc.len(), self.loaded.config.max_position_embeddings)
+            .map_err(PipelineError::Input)?;
+        Ok(Prepared::single(enc))
     }
 
     /// Per text, f32 on the CPU: (L, D) for [`Pooling::None`], else (D,). A text too long for
     /// the model gives an `Err` in its own slot.
     pub fn run(&self, texts: &[&str], pooling: Pooling) -> Result<Vec<Result<Tensor>>> {
-        let max = self.model.config().max_position_embeddings;
-        let prepared: Vec<Result<Row>> = texts
-            .iter()
-            .map(|t| {
-                let row = Row::new(&self.tokenizer.encode(t, None)?);
-                check_len(row.ids.len(), max).map_err(PipelineError::Input)?;
-                Ok(row)
-            })
-            .collect();
-        let states = run_batched(
-            &ok_rows(&prepared),
-            &self.options,
-            i64::from(self.tokenizer.pad_id()),
+        let prepared = texts.iter().map(|t| self.prepare(t)).collect();
+        self.loaded.run_prepared(
+            prepared,
             Granularity::Token,
-            |inputs, fo: &ForwardOptions| {
+            |m, inputs, fo| {
                 Ok(vec![
-                    self.model.forward_t(inputs, fo, false)?.last_hidden_state,
+                    m.encoder().forward_t(inputs, fo, false)?.last_hidden_state,
                 ])
             },
-        )?;
-        let mut states = states.into_iter();
-        prepared
-            .into_iter()
-            .map(|p| {
-                let Ok(_) = p else {
-                    return Ok(p.map(|_| Tensor::new()));
-                };
-                let h = next_output(&mut states)?;
-                Ok(Ok(match pooling {
-                    Pooling::None => h,
-                    Pooling::Cls => h.f_get(0)?,
-                    Pooling::Mean => h.f_mean_dim(0, false, None)?,
-                }))
-            })
-            .collect()
+            |_, _, outputs| {
+                let states = single_outputs(outputs)?;
+                pooling.apply(&states[0])
+            },
+        )
     }
 }
+

@@ -8,7 +8,8 @@ use convbert_heads::ConvBertForMaskedLM;
 use serde::Serialize;
 use tch::{Kind, Tensor};
 
-use crate::batch::{next_output, ok_rows, Granularity, Row};
+use crate::batch::{single_outputs, Granularity, Prepared, Row};
+use crate::batch_model::impl_batch_model;
 use crate::error::{PipelineError, Result};
 use crate::loading::{check_len, Loaded};
 use crate::options::PipelineOptions;
@@ -43,6 +44,12 @@ const TASK: &str = "fill-mask";
 pub struct FillMaskPipeline {
     loaded: Loaded<ConvBertForMaskedLM>,
 }
+
+impl_batch_model!(
+    FillMaskPipeline,
+    Granularity::Token,
+    |m, inputs, fo| Ok(vec![m.forward_t(inputs, None, fo, false)?.logits])
+);
 
 impl FillMaskPipeline {
     /// Loads a checkpoint directory or a cached HF model id; warns when the MLM head is new.
@@ -130,56 +137,70 @@ impl FillMaskPipeline {
         self.run_inner(texts, top_k, Some(&targets.ids))
     }
 
+    /// One text as a model row; a text without `[MASK]`, or too long, is an error.
+    pub fn prepare(&self, text: &str) -> Result<Prepared> {
+        let enc = self.loaded.tokenizer.encode(text, None)?;
+        let prepared = Prepared::single(enc);
+        if !prepared.rows[0].ids.contains(&self.mask_id()) {
+            return Err(PipelineError::Input("no [MASK] token in the input".into()));
+        }
+        check_len(
+            prepared.rows[0].ids.len(),
+            self.loaded.config.max_position_embeddings,
+        )
+        .map_err(PipelineError::Input)?;
+        Ok(prepared)
+    }
+
+    /// The candidates of one prepared text from its `(L, V)` logits (see [`run`](Self::run)
+    /// and [`run_with_targets`](Self::run_with_targets)).
+    pub fn finish(
+        &self,
+        prepared: &Prepared,
+        logits: &Tensor,
+        top_k: usize,
+        targets: Option<&FillMaskTargets>,
+    ) -> Result<Vec<Vec<FillMaskCandidate>>> {
+        let targets = self.target_index(targets.map(|t| t.ids.as_slice()))?;
+        self.postprocess(&prepared.rows[0], logits, top_k, targets.as_ref())
+    }
+
+    fn mask_id(&self) -> i64 {
+        i64::from(self.loaded.tokenizer.mask_id().unwrap_or(0))
+    }
+
+    /// The target ids, checked, with their index tensor (the logits come back on the CPU).
+    fn target_index<'a>(&self, targets: Option<&'a [i64]>) -> Result<Option<(&'a [i64], Tensor)>> {
+        let vocab = self.loaded.config.vocab_size;
+        let Some(ids) = targets else {
+            return Ok(None);
+        };
+        if let Some(bad) = ids.iter().find(|&&i| i < 0 || i >= vocab) {
+            return Err(PipelineError::Input(format!(
+                "target id {bad} is outside the vocabulary of {vocab} tokens"
+            )));
+        }
+        Ok(Some((ids, Tensor::f_from_slice(ids)?)))
+    }
+
     fn run_inner(
         &self,
         texts: &[&str],
         top_k: usize,
         targets: Option<&[i64]>,
     ) -> Result<Vec<Result<Vec<Vec<FillMaskCandidate>>>>> {
-        let mask_id = i64::from(self.loaded.tokenizer.mask_id().unwrap_or(0));
-        let config = self.loaded.model.config();
-        let (max, vocab) = (config.max_position_embeddings, config.vocab_size);
-        // The target ids, checked and as an index tensor (the logits come back on the CPU), once.
-        let targets = match targets {
-            Some(ids) => {
-                if let Some(bad) = ids.iter().find(|&&i| i < 0 || i >= vocab) {
-                    return Err(PipelineError::Input(format!(
-                        "target id {bad} is outside the vocabulary of {vocab} tokens"
-                    )));
-                }
-                Some((ids, Tensor::f_from_slice(ids)?))
-            }
-            None => None,
-        };
-        let prepared: Vec<Result<Row>> = texts
-            .iter()
-            .map(|t| {
-                let row = Row::new(&self.loaded.tokenizer.encode(t, None)?);
-                if !row.ids.contains(&mask_id) {
-                    return Err(PipelineError::Input("no [MASK] token in the input".into()));
-                }
-                check_len(row.ids.len(), max).map_err(PipelineError::Input)?;
-                Ok(row)
-            })
-            .collect();
-        let logits =
-            self.loaded
-                .run_rows(&ok_rows(&prepared), Granularity::Token, |inputs, fo| {
-                    Ok(vec![
-                        self.loaded.model.forward_t(inputs, None, fo, false)?.logits,
-                    ])
-                })?;
-        let mut logits = logits.into_iter();
-        prepared
-            .into_iter()
-            .map(|p| match p {
-                Ok(row) => {
-                    let out = next_output(&mut logits)?;
-                    Ok(self.postprocess(&row, &out, top_k, mask_id, targets.as_ref()))
-                }
-                Err(e) => Ok(Err(e)),
-            })
-            .collect()
+        // Checked and turned into an index tensor once per call, not per text.
+        let targets = self.target_index(targets)?;
+        let prepared = texts.iter().map(|t| self.prepare(t)).collect();
+        self.loaded.run_prepared(
+            prepared,
+            Granularity::Token,
+            |m, inputs, fo| Ok(vec![m.forward_t(inputs, None, fo, false)?.logits]),
+            |_, p, outputs| {
+                let logits = single_outputs(outputs)?;
+                self.postprocess(&p.rows[0], &logits[0], top_k, targets.as_ref())
+            },
+        )
     }
 
     fn postprocess(
@@ -187,9 +208,9 @@ impl FillMaskPipeline {
         row: &Row,
         logits: &Tensor,
         top_k: usize,
-        mask_id: i64,
         targets: Option<&(&[i64], Tensor)>,
     ) -> Result<Vec<Vec<FillMaskCandidate>>> {
+        let mask_id = self.mask_id();
         let masks: Vec<usize> = (0..row.ids.len())
             .filter(|&i| row.ids[i] == mask_id)
             .collect();

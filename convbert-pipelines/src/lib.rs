@@ -24,6 +24,7 @@
 //! ```
 
 mod batch;
+mod batch_model;
 mod error;
 mod feature_extraction;
 mod fill_mask;
@@ -34,6 +35,8 @@ mod text_classification;
 mod token_classification;
 mod tokenizer;
 
+pub use batch::{Prepared, Row};
+pub use batch_model::BatchModel;
 pub use error::{PipelineError, Result};
 pub use feature_extraction::{FeatureExtractionPipeline, Pooling};
 pub use fill_mask::{FillMaskCandidate, FillMaskPipeline, FillMaskTargets};
@@ -41,4 +44,4 @@ pub use options::PipelineOptions;
 pub use question_answering::{Answer, QaInput, QaOptions, QuestionAnsweringPipeline};
 pub use text_classification::{LabelScore, ScoreFunction, TextClassificationPipeline, TextInput};
 pub use token_classification::{AggregationStrategy, Entity, TokenClassificationPipeline};
-pub use tokenizer::TextTokenizer;
+pub use tokenizer::{TextTokenizer, TruncationSide};

@@ -1,35 +1,44 @@
 //! What every pipeline does at load time: find the checkpoint (a directory or an HF model id in
 //! the local cache), load its tokenizer, and turn a head's load report into a user warning when
-//! the head weights were newly initialised (e.g. the encoder-only YituTech checkpoints).
+//! the head weights were newly initialised (e.g. the encoder-only YituTech checkpoints). The model
+//! sits behind a lock: libtorch tensors may move between threads but not be shared, and the lock
+//! lets a pipeline be shared (tokenizing and post-processing need no model) while one thread at a
+//! time runs it.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 use convbert_heads::{
     ConvBertForMaskedLM, ConvBertForQuestionAnswering, ConvBertForSequenceClassification,
     ConvBertForTokenClassification, HeadLoadReport,
 };
-use convbert_model::{checkpoint, ConvBertInputs, ForwardOptions};
+use convbert_model::{checkpoint, ConvBertConfig, ConvBertInputs, ConvBertModel, ForwardOptions};
+use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-use crate::batch::{run_batched, Granularity, Row};
-use crate::error::Result;
+use crate::batch::{forward_batch, run_prepared, single_outputs, Granularity, Prepared, Row};
+use crate::error::{PipelineError, Result};
 use crate::options::PipelineOptions;
 use crate::tokenizer::TextTokenizer;
 
-/// A task head a pipeline runs: how it loads and what its load report says.
-pub(crate) trait TaskHead: Sized {
-    fn load(dir: &Path, device: Device, kind: Kind) -> convbert_heads::Result<Self>;
+/// A model a pipeline runs: how it loads, its encoder and what its load report says.
+pub(crate) trait TaskHead: Sized + Send {
+    fn load(dir: &Path, device: Device, kind: Kind) -> Result<Self>;
     fn report(&self) -> Option<&HeadLoadReport>;
+    fn encoder(&self) -> &ConvBertModel;
 }
 
 macro_rules! task_head {
     ($($head:ty),*) => {$(
         impl TaskHead for $head {
-            fn load(dir: &Path, device: Device, kind: Kind) -> convbert_heads::Result<Self> {
-                <$head>::from_pretrained(dir, device, kind)
+            fn load(dir: &Path, device: Device, kind: Kind) -> Result<Self> {
+                Ok(<$head>::from_pretrained(dir, device, kind)?)
             }
             fn report(&self) -> Option<&HeadLoadReport> {
                 self.load_report()
+            }
+            fn encoder(&self) -> &ConvBertModel {
+                self.convbert()
             }
         }
     )*};
@@ -42,10 +51,32 @@ task_head!(
     ConvBertForQuestionAnswering
 );
 
-/// What every head pipeline holds: the model, its tokenizer, the options and the load warnings.
+/// The encoder alone (any checkpoint: base or head, whose head keys are ignored).
+#[derive(Debug)]
+pub(crate) struct Encoder {
+    model: ConvBertModel,
+    _vs: VarStore,
+}
+
+impl TaskHead for Encoder {
+    fn load(dir: &Path, device: Device, kind: Kind) -> Result<Self> {
+        let (model, vs) = ConvBertModel::from_pretrained(dir, device, kind)?;
+        Ok(Self { model, _vs: vs })
+    }
+    fn report(&self) -> Option<&HeadLoadReport> {
+        None
+    }
+    fn encoder(&self) -> &ConvBertModel {
+        &self.model
+    }
+}
+
+/// What every pipeline holds: the model, its config, its tokenizer, the options and the load
+/// warnings.
 #[derive(Debug)]
 pub(crate) struct Loaded<H> {
-    pub(crate) model: H,
+    model: Mutex<H>,
+    pub(crate) config: ConvBertConfig,
     pub(crate) tokenizer: TextTokenizer,
     pub(crate) options: PipelineOptions,
     pub(crate) warnings: Vec<String>,
@@ -73,11 +104,74 @@ impl<H: TaskHead> Loaded<H> {
     ) -> Self {
         let warnings = head_warnings(model.report(), task);
         Self {
-            model,
+            config: model.encoder().config().clone(),
+            model: Mutex::new(model),
             tokenizer,
             options,
             warnings,
         }
+    }
+
+    /// The model, for one thread at a time.
+    pub(crate) fn model(&self) -> Result<MutexGuard<'_, H>> {
+        self.model.lock().map_err(|_| PipelineError::Poisoned)
+    }
+
+    /// [`run_prepared`](crate::batch::run_prepared) with this pipeline's model, options and
+    /// padding id.
+    pub(crate) fn run_prepared<T, F, G>(
+        &self,
+        prepared: Vec<Result<Prepared>>,
+        granularity: Granularity,
+        mut forward: F,
+        finish: G,
+    ) -> Result<Vec<Result<T>>>
+    where
+        F: FnMut(&H, &ConvBertInputs, &ForwardOptions) -> Result<Vec<Tensor>>,
+        G: FnMut(usize, &Prepared, Vec<Vec<Tensor>>) -> Result<T>,
+    {
+        let model = self.model()?;
+        run_prepared(
+            prepared,
+            &self.options,
+            self.pad_id(),
+            granularity,
+            |inputs, fo| forward(&model, inputs, fo),
+            finish,
+        )
+    }
+
+    /// One batch of `rows` through `forward`; per row its outputs.
+    pub(crate) fn batch_rows<F>(
+        &self,
+        rows: &[&Row],
+        granularity: Granularity,
+        forward: F,
+    ) -> Result<Vec<Vec<Tensor>>>
+    where
+        F: Fn(&H, &ConvBertInputs, &ForwardOptions) -> Result<Vec<Tensor>>,
+    {
+        let model = self.model()?;
+        forward_batch(
+            rows,
+            &self.options,
+            self.pad_id(),
+            granularity,
+            |inputs, fo| forward(&model, inputs, fo),
+        )
+    }
+
+    /// One batch of `rows` through the encoder; per row its `last_hidden_state` (L, D).
+    pub(crate) fn feature_rows(&self, rows: &[&Row]) -> Result<Vec<Tensor>> {
+        single_outputs(self.batch_rows(rows, Granularity::Token, |m, inputs, fo| {
+            Ok(vec![
+                m.encoder().forward_t(inputs, fo, false)?.last_hidden_state,
+            ])
+        })?)
+    }
+
+    pub(crate) fn pad_id(&self) -> i64 {
+        i64::from(self.tokenizer.pad_id())
     }
 }
 
@@ -100,22 +194,6 @@ fn head_warnings(report: Option<&HeadLoadReport>, task: &str) -> Vec<String> {
             r.newly_initialized.join(", ")
         )],
         _ => Vec::new(),
-    }
-}
-
-impl<H> Loaded<H> {
-    /// [`run_batched`] with this pipeline's options and padding id.
-    pub(crate) fn run_rows<F>(
-        &self,
-        rows: &[Row],
-        granularity: Granularity,
-        forward: F,
-    ) -> Result<Vec<Vec<Tensor>>>
-    where
-        F: FnMut(&ConvBertInputs, &ForwardOptions) -> Result<Vec<Tensor>>,
-    {
-        let pad_id = i64::from(self.tokenizer.pad_id());
-        run_batched(rows, &self.options, pad_id, granularity, forward)
     }
 }
 

@@ -8,9 +8,11 @@ use std::path::Path;
 
 use convbert_heads::ConvBertForQuestionAnswering;
 use serde::{Deserialize, Serialize};
+use tch::Tensor;
 use tokenizers::Encoding;
 
-use crate::batch::{Granularity, Row};
+use crate::batch::{Granularity, Prepared, Row};
+use crate::batch_model::impl_batch_model;
 use crate::error::{PipelineError, Result};
 use crate::loading::{check_len, Loaded};
 use crate::options::PipelineOptions;
@@ -54,6 +56,22 @@ impl Default for QaOptions {
     }
 }
 
+impl QaOptions {
+    /// Refuses `top_k` or `max_answer_len` of 0.
+    pub fn check(&self) -> Result<()> {
+        if self.top_k == 0 {
+            return Err(PipelineError::option("top_k", "must be at least 1"));
+        }
+        if self.max_answer_len == 0 {
+            return Err(PipelineError::option(
+                "max_answer_len",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// One answer: score, character span `[start, end)` of the context and its text.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Answer {
@@ -72,6 +90,11 @@ pub struct Answer {
 pub struct QuestionAnsweringPipeline {
     loaded: Loaded<ConvBertForQuestionAnswering>,
 }
+
+impl_batch_model!(QuestionAnsweringPipeline, Granularity::Token, |m, inputs, fo| {
+    let out = m.forward_t(inputs, None, fo, false)?;
+    Ok(vec![out.start_logits, out.end_logits])
+});
 
 /// Softmax over the allowed positions (others get -10000 first, as in HF).
 fn probabilities(logits: &[f32], allowed: &[bool]) -> Vec<f64> {
@@ -125,6 +148,14 @@ impl QuestionAnsweringPipeline {
         &self.loaded.warnings
     }
 
+    /// The windows of one question and context as model rows; a window too long for the model,
+    /// or `doc_stride` > `max_seq_len`, is an error.
+    pub fn prepare(&self, x: &QaInput, opts: &QaOptions) -> Result<Prepared> {
+        let encodings = self.windows(x, opts)?;
+        let rows = encodings.iter().map(Row::new).collect();
+        Ok(Prepared { encodings, rows })
+    }
+
     fn windows(&self, x: &QaInput, opts: &QaOptions) -> Result<Vec<Encoding>> {
         let max_seq_len = opts.max_seq_len.unwrap_or_else(|| {
             self.loaded
@@ -144,7 +175,7 @@ impl QuestionAnsweringPipeline {
             self.loaded
                 .tokenizer
                 .encode_windows(&x.question, &x.context, max_seq_len, stride)?;
-        let max = self.loaded.model.config().max_position_embeddings;
+        let max = self.loaded.config.max_position_embeddings;
         for w in &windows {
             check_len(w.len(), max).map_err(PipelineError::Input)?;
         }
@@ -153,47 +184,39 @@ impl QuestionAnsweringPipeline {
 
     /// Per input, up to `top_k` answers, best first.
     pub fn run(&self, inputs: &[QaInput], opts: &QaOptions) -> Result<Vec<Result<Vec<Answer>>>> {
-        if opts.top_k == 0 {
-            return Err(PipelineError::option("top_k", "must be at least 1"));
-        }
-        if opts.max_answer_len == 0 {
-            return Err(PipelineError::option(
-                "max_answer_len",
-                "must be at least 1",
-            ));
-        }
-        let prepared: Vec<Result<Vec<Encoding>>> =
-            inputs.iter().map(|x| self.windows(x, opts)).collect();
-        let rows: Vec<Row> = prepared
-            .iter()
-            .filter_map(|p| p.as_ref().ok())
-            .flat_map(|w| w.iter().map(Row::new))
-            .collect();
-        let logits = self
-            .loaded
-            .run_rows(&rows, Granularity::Token, |inputs, fo| {
-                let out = self.loaded.model.forward_t(inputs, None, fo, false)?;
+        opts.check()?;
+        let prepared = inputs.iter().map(|x| self.prepare(x, opts)).collect();
+        self.loaded.run_prepared(
+            prepared,
+            Granularity::Token,
+            |m, inputs, fo| {
+                let out = m.forward_t(inputs, None, fo, false)?;
                 Ok(vec![out.start_logits, out.end_logits])
-            })?;
-        let mut logits = logits.into_iter();
-        prepared
-            .into_iter()
-            .zip(inputs)
-            .map(|(p, x)| {
-                let windows = match p {
-                    Ok(w) => w,
-                    Err(e) => return Ok(Err(e)),
-                };
-                let mut outs = Vec::with_capacity(windows.len());
-                for _ in &windows {
-                    let v = logits.next().filter(|v| v.len() == 2).ok_or_else(|| {
-                        PipelineError::Input("the model returned no output".into())
-                    })?;
-                    outs.push((Vec::<f32>::try_from(&v[0])?, Vec::<f32>::try_from(&v[1])?));
-                }
-                Ok(Ok(self.answers(x, &windows, &outs, opts)))
-            })
-            .collect()
+            },
+            |i, p, outputs| self.finish(&inputs[i], p, outputs, opts),
+        )
+    }
+
+    /// The answers of one prepared input from its windows' outputs (start and end logits
+    /// `(L,)` per window), see [`run`](Self::run).
+    pub fn finish(
+        &self,
+        x: &QaInput,
+        prepared: &Prepared,
+        outputs: Vec<Vec<Tensor>>,
+        opts: &QaOptions,
+    ) -> Result<Vec<Answer>> {
+        let mut logits = Vec::with_capacity(outputs.len());
+        for v in &outputs {
+            let [start, end] = v.as_slice() else {
+                return Err(PipelineError::Input("the model returned no output".into()));
+            };
+            logits.push((Vec::<f32>::try_from(start)?, Vec::<f32>::try_from(end)?));
+        }
+        if logits.len() != prepared.encodings.len() {
+            return Err(PipelineError::Input("the model returned no output".into()));
+        }
+        Ok(self.answers(x, &prepared.encodings, &logits, opts))
     }
 
     /// HF `postprocess` over all windows of one input.

@@ -5,10 +5,12 @@
 
 use std::path::Path;
 
-use convbert_heads::{ConvBertForSequenceClassification, ProblemType};
+use convbert_heads::{ConvBertForSequenceClassification, Labels, ProblemType};
 use serde::{Deserialize, Serialize};
+use tch::Tensor;
 
-use crate::batch::{next_output, ok_rows, Granularity, Row};
+use crate::batch::{single_outputs, Granularity, Prepared};
+use crate::batch_model::impl_batch_model;
 use crate::error::{PipelineError, Result};
 use crate::loading::{check_len, Loaded};
 use crate::options::PipelineOptions;
@@ -47,14 +49,27 @@ pub struct LabelScore {
 #[derive(Debug)]
 pub struct TextClassificationPipeline {
     loaded: Loaded<ConvBertForSequenceClassification>,
+    labels: Labels,
 }
+
+impl_batch_model!(
+    TextClassificationPipeline,
+    Granularity::Sequence,
+    |m, inputs, fo| Ok(vec![m.forward_t(inputs, None, fo, false)?.logits])
+);
 
 impl TextClassificationPipeline {
     /// Loads a checkpoint directory or a cached HF model id; warns when the head is new.
     pub fn from_pretrained(source: impl AsRef<Path>, options: PipelineOptions) -> Result<Self> {
-        Ok(Self {
-            loaded: Loaded::from_pretrained(source.as_ref(), options, "text classification")?,
-        })
+        let loaded: Loaded<ConvBertForSequenceClassification> =
+            Loaded::from_pretrained(source.as_ref(), options, "text classification")?;
+        let labels = loaded.model()?.labels().clone();
+        Ok(Self { loaded, labels })
+    }
+
+    /// The checkpoint's labels (`id2label`, problem type).
+    pub fn labels(&self) -> &Labels {
+        &self.labels
     }
 
     /// Warnings found while loading (a newly initialised head), for the user.
@@ -64,13 +79,24 @@ impl TextClassificationPipeline {
 
     /// HF's default: none for regression, sigmoid for multi-label or a single label, else softmax.
     pub fn default_function(&self) -> ScoreFunction {
-        let labels = self.loaded.model.labels();
+        let labels = &self.labels;
         match labels.problem_type {
             Some(ProblemType::Regression) => ScoreFunction::None,
             Some(ProblemType::MultiLabelClassification) => ScoreFunction::Sigmoid,
             _ if labels.num_labels == 1 => ScoreFunction::Sigmoid,
             _ => ScoreFunction::Softmax,
         }
+    }
+
+    /// One text or pair as a model row; too long for the model is an error.
+    pub fn prepare(&self, x: &TextInput) -> Result<Prepared> {
+        let enc = self
+            .loaded
+            .tokenizer
+            .encode(&x.text, x.text_pair.as_deref())?;
+        check_len(enc.len(), self.loaded.config.max_position_embeddings)
+            .map_err(PipelineError::Input)?;
+        Ok(Prepared::single(enc))
     }
 
     /// Per input, the labels sorted by score (best first), cut to `top_k` (`None` = all).
@@ -80,40 +106,29 @@ impl TextClassificationPipeline {
         top_k: Option<usize>,
         function: Option<ScoreFunction>,
     ) -> Result<Vec<Result<Vec<LabelScore>>>> {
+        let prepared = inputs.iter().map(|x| self.prepare(x)).collect();
+        self.loaded.run_prepared(
+            prepared,
+            Granularity::Sequence,
+            |m, inputs, fo| Ok(vec![m.forward_t(inputs, None, fo, false)?.logits]),
+            |_, _, outputs| {
+                let logits = single_outputs(outputs)?;
+                self.finish(&logits[0], top_k, function)
+            },
+        )
+    }
+
+    /// The ranked labels of one input's `(C,)` logits (see [`run`](Self::run)); `function`
+    /// `None` is [`default_function`](Self::default_function).
+    pub fn finish(
+        &self,
+        logits: &Tensor,
+        top_k: Option<usize>,
+        function: Option<ScoreFunction>,
+    ) -> Result<Vec<LabelScore>> {
         let function = function.unwrap_or_else(|| self.default_function());
-        let max = self.loaded.model.config().max_position_embeddings;
-        let prepared: Vec<Result<Row>> = inputs
-            .iter()
-            .map(|x| {
-                let row = Row::new(
-                    &self
-                        .loaded
-                        .tokenizer
-                        .encode(&x.text, x.text_pair.as_deref())?,
-                );
-                check_len(row.ids.len(), max).map_err(PipelineError::Input)?;
-                Ok(row)
-            })
-            .collect();
-        let logits =
-            self.loaded
-                .run_rows(&ok_rows(&prepared), Granularity::Sequence, |inputs, fo| {
-                    Ok(vec![
-                        self.loaded.model.forward_t(inputs, None, fo, false)?.logits,
-                    ])
-                })?;
-        let mut logits = logits.into_iter();
-        prepared
-            .into_iter()
-            .map(|p| {
-                if let Err(e) = p {
-                    return Ok(Err(e));
-                }
-                let out = next_output(&mut logits)?;
-                let raw = Vec::<f32>::try_from(&out)?;
-                Ok(Ok(self.rank(&raw, top_k, function)))
-            })
-            .collect()
+        let raw = Vec::<f32>::try_from(logits)?;
+        Ok(self.rank(&raw, top_k, function))
     }
 
     fn rank(
@@ -133,7 +148,7 @@ impl TextClassificationPipeline {
                 e.iter().map(|v| v / s).collect()
             }
         };
-        let names = &self.loaded.model.labels().id2label;
+        let names = &self.labels.id2label;
         let mut ranked: Vec<LabelScore> = scores
             .iter()
             .enumerate()

@@ -6,10 +6,12 @@
 
 use std::path::Path;
 
-use convbert_heads::ConvBertForTokenClassification;
+use convbert_heads::{ConvBertForTokenClassification, Labels};
 use serde::Serialize;
+use tch::Tensor;
 
-use crate::batch::{next_output, Granularity, Row};
+use crate::batch::{single_outputs, Granularity, Prepared, Row};
+use crate::batch_model::impl_batch_model;
 use crate::error::{PipelineError, Result};
 use crate::loading::{check_len, Loaded};
 use crate::options::PipelineOptions;
@@ -136,14 +138,33 @@ fn tag(label: &str) -> (&str, &str) {
 #[derive(Debug)]
 pub struct TokenClassificationPipeline {
     loaded: Loaded<ConvBertForTokenClassification>,
+    labels: Labels,
 }
+
+impl_batch_model!(
+    TokenClassificationPipeline,
+    Granularity::Token,
+    |m, inputs, fo| Ok(vec![m.forward_t(inputs, None, fo, false)?.logits])
+);
 
 impl TokenClassificationPipeline {
     /// Loads a checkpoint directory or a cached HF model id; warns when the head is new.
     pub fn from_pretrained(source: impl AsRef<Path>, options: PipelineOptions) -> Result<Self> {
-        Ok(Self {
-            loaded: Loaded::from_pretrained(source.as_ref(), options, "token classification")?,
-        })
+        Self::with_labels(Loaded::from_pretrained(
+            source.as_ref(),
+            options,
+            "token classification",
+        )?)
+    }
+
+    fn with_labels(loaded: Loaded<ConvBertForTokenClassification>) -> Result<Self> {
+        let labels = loaded.model()?.labels().clone();
+        Ok(Self { loaded, labels })
+    }
+
+    /// The checkpoint's labels (`id2label`).
+    pub fn labels(&self) -> &Labels {
+        &self.labels
     }
 
     /// A pipeline over an already built model and tokenizer.
@@ -153,9 +174,12 @@ impl TokenClassificationPipeline {
         options: PipelineOptions,
     ) -> Result<Self> {
         options.check()?;
-        Ok(Self {
-            loaded: Loaded::new(model, tokenizer, options, "token classification"),
-        })
+        Self::with_labels(Loaded::new(
+            model,
+            tokenizer,
+            options,
+            "token classification",
+        ))
     }
 
     /// Warnings found while loading (a newly initialised head), for the user.
@@ -189,6 +213,13 @@ impl TokenClassificationPipeline {
         ignore_labels: &[&str],
         stride: usize,
     ) -> Result<Vec<Result<Vec<Entity>>>> {
+        self.check_stride(strategy, stride)?;
+        self.run_inner(texts, strategy, ignore_labels, Some(stride))
+    }
+
+    /// Refuses a `stride` with [`AggregationStrategy::None`] or not shorter than the windows, as
+    /// HF does.
+    pub fn check_stride(&self, strategy: AggregationStrategy, stride: usize) -> Result<()> {
         if strategy == AggregationStrategy::None {
             return Err(PipelineError::option(
                 "stride",
@@ -202,15 +233,37 @@ impl TokenClassificationPipeline {
                 format!("`stride` ({stride}) must be less than `tokenizer.model_max_length` ({max_len}) (or even lower if the tokenizer adds special tokens)"),
             ));
         }
-        self.run_inner(texts, strategy, ignore_labels, Some((max_len, stride)))
+        Ok(())
     }
 
     fn window_len(&self) -> usize {
-        let positions = self.loaded.model.config().max_position_embeddings;
+        let positions = self.loaded.config.max_position_embeddings;
         self.loaded
             .tokenizer
             .model_max_length()
             .unwrap_or(usize::try_from(positions).unwrap_or(usize::MAX))
+    }
+
+    /// One text as model rows: whole, or in windows overlapping by `stride` tokens (check it
+    /// first with [`check_stride`](Self::check_stride)); a row too long for the model is an
+    /// error.
+    pub fn prepare(&self, text: &str, stride: Option<usize>) -> Result<Prepared> {
+        let tok = &self.loaded.tokenizer;
+        let encodings = match stride {
+            Some(stride) => tok.encode_text_windows(text, self.window_len(), stride)?,
+            None => vec![tok.encode(text, None)?],
+        };
+        for enc in &encodings {
+            check_len(enc.len(), self.loaded.config.max_position_embeddings)
+                .map_err(PipelineError::Input)?;
+        }
+        let pad_id = self.loaded.pad_id();
+        let longest = encodings.iter().map(|e| e.len()).max().unwrap_or(0);
+        let rows = encodings
+            .iter()
+            .map(|e| Row::padded(e, longest, pad_id))
+            .collect();
+        Ok(Prepared { encodings, rows })
     }
 
     fn run_inner(
@@ -218,70 +271,47 @@ impl TokenClassificationPipeline {
         texts: &[&str],
         strategy: AggregationStrategy,
         ignore_labels: &[&str],
-        windows: Option<(usize, usize)>,
+        stride: Option<usize>,
     ) -> Result<Vec<Result<Vec<Entity>>>> {
-        let max = self.loaded.model.config().max_position_embeddings;
-        let tok = &self.loaded.tokenizer;
-        let prepared: Vec<Result<Vec<tokenizers::Encoding>>> = texts
-            .iter()
-            .map(|t| {
-                let encs = match windows {
-                    Some((len, stride)) => tok.encode_text_windows(t, len, stride)?,
-                    None => vec![tok.encode(t, None)?],
+        let prepared = texts.iter().map(|t| self.prepare(t, stride)).collect();
+        self.loaded.run_prepared(
+            prepared,
+            Granularity::Token,
+            |m, inputs, fo| Ok(vec![m.forward_t(inputs, None, fo, false)?.logits]),
+            |i, p, outputs| self.finish(texts[i], p, outputs, strategy, ignore_labels),
+        )
+    }
+
+    /// The entities of one prepared text from its rows' `(L, C)` logits, see
+    /// [`run`](Self::run).
+    pub fn finish(
+        &self,
+        text: &str,
+        prepared: &Prepared,
+        outputs: Vec<Vec<Tensor>>,
+        strategy: AggregationStrategy,
+        ignore_labels: &[&str],
+    ) -> Result<Vec<Entity>> {
+        let logits = single_outputs(outputs)?;
+        let mut entities = Vec::new();
+        for (enc, out) in prepared.encodings.iter().zip(&logits) {
+            let width = out.size().last().copied().unwrap_or(1).max(1) as usize;
+            let flat = Vec::<f32>::try_from(&out.f_flatten(0, -1)?)?;
+            let scores: Vec<Vec<f64>> = flat.chunks(width).map(softmax).collect();
+            let pre = self.gather(text, enc, scores);
+            entities.extend(self.aggregate(pre, strategy)?.into_iter().filter(|e| {
+                let label = match e {
+                    Entity::Token { entity, .. } => entity,
+                    Entity::Group { entity_group, .. } => entity_group,
                 };
-                for enc in &encs {
-                    check_len(enc.len(), max).map_err(PipelineError::Input)?;
-                }
-                Ok(encs)
-            })
-            .collect();
-        let pad_id = i64::from(tok.pad_id());
-        let rows: Vec<Row> = prepared
-            .iter()
-            .filter_map(|r| r.as_ref().ok())
-            .flat_map(|encs| {
-                let longest = encs.iter().map(|e| e.len()).max().unwrap_or(0);
-                encs.iter().map(move |e| Row::padded(e, longest, pad_id))
-            })
-            .collect();
-        let logits = self
-            .loaded
-            .run_rows(&rows, Granularity::Token, |inputs, fo| {
-                Ok(vec![
-                    self.loaded.model.forward_t(inputs, None, fo, false)?.logits,
-                ])
-            })?;
-        let mut logits = logits.into_iter();
-        prepared
-            .into_iter()
-            .zip(texts)
-            .map(|(p, text)| {
-                let encs = match p {
-                    Ok(encs) => encs,
-                    Err(e) => return Ok(Err(e)),
-                };
-                let mut entities = Vec::new();
-                for enc in &encs {
-                    let out = next_output(&mut logits)?;
-                    let width = out.size().last().copied().unwrap_or(1).max(1) as usize;
-                    let flat = Vec::<f32>::try_from(&out.f_flatten(0, -1)?)?;
-                    let scores: Vec<Vec<f64>> = flat.chunks(width).map(softmax).collect();
-                    let pre = self.gather(text, enc, scores);
-                    entities.extend(self.aggregate(pre, strategy)?.into_iter().filter(|e| {
-                        let label = match e {
-                            Entity::Token { entity, .. } => entity,
-                            Entity::Group { entity_group, .. } => entity_group,
-                        };
-                        !ignore_labels.contains(&label.as_str())
-                    }));
-                }
-                Ok(Ok(if encs.len() > 1 {
-                    aggregate_overlapping(entities)
-                } else {
-                    entities
-                }))
-            })
-            .collect()
+                !ignore_labels.contains(&label.as_str())
+            }));
+        }
+        Ok(if prepared.encodings.len() > 1 {
+            aggregate_overlapping(entities)
+        } else {
+            entities
+        })
     }
 
     /// HF `gather_pre_entities`: non-special tokens with their text span and subword flag.
@@ -328,9 +358,7 @@ impl TokenClassificationPipeline {
     }
 
     fn label(&self, i: usize) -> String {
-        self.loaded
-            .model
-            .labels()
+        self.labels
             .id2label
             .get(&(i as i64))
             .cloned()

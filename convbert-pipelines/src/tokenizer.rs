@@ -15,6 +15,16 @@ use tokenizers::{
 
 use crate::error::{PipelineError, Result};
 
+/// Which end of an input truncation removes tokens from (HF `truncation_side`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TruncationSide {
+    /// Keep the end of the text.
+    Left,
+    /// Keep the start of the text (HF's default).
+    #[default]
+    Right,
+}
+
 /// A WordPiece tokenizer with the special-token ids the pipelines need.
 #[derive(Debug, Clone)]
 pub struct TextTokenizer {
@@ -113,6 +123,42 @@ impl TextTokenizer {
         };
         self.inner
             .encode_char_offsets(input, true)
+            .map_err(|e| PipelineError::Input(format!("cannot tokenize: {e}")))
+    }
+
+    /// [`encode`](Self::encode) cut to at most `max_len` tokens (special tokens included) on
+    /// `side`, the longer of a pair first (HF `truncation=True`).
+    pub fn encode_truncated(
+        &self,
+        text: &str,
+        pair: Option<&str>,
+        max_len: usize,
+        side: TruncationSide,
+    ) -> Result<Encoding> {
+        let input: EncodeInput = match pair {
+            Some(p) => (text, p).into(),
+            None => text.into(),
+        };
+        let mut tok = self.inner.clone();
+        tok.with_truncation(Some(TruncationParams {
+            direction: match side {
+                TruncationSide::Left => TruncationDirection::Left,
+                TruncationSide::Right => TruncationDirection::Right,
+            },
+            max_length: max_len,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+        }))
+        .map_err(PipelineError::tokenizer)?;
+        tok.encode_char_offsets(input, true)
+            .map_err(|e| PipelineError::Input(format!("cannot tokenize: {e}")))
+    }
+
+    /// One text, with or without special tokens, offsets in bytes of `text` (what Text
+    /// Embeddings Inference's `/tokenize` reports).
+    pub fn encode_byte_offsets(&self, text: &str, add_special_tokens: bool) -> Result<Encoding> {
+        self.inner
+            .encode(text, add_special_tokens)
             .map_err(|e| PipelineError::Input(format!("cannot tokenize: {e}")))
     }
 
