@@ -10,6 +10,7 @@ mod fill_mask;
 mod forward;
 mod ner;
 mod qa;
+mod serve;
 mod tokenize;
 mod train;
 

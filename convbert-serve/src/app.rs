@@ -1,0 +1,114 @@
+//! The router: routes, the body limit, the bearer-token check, the admission limit (429 at
+//! once beyond `--max-concurrent-requests`), per-route metrics, and JSON 404 / 405 answers.
+
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::error::{ApiError, ErrorType};
+use crate::routes::{embed, inference_api, info, predict, tasks, tokenize};
+use crate::state::SharedState;
+
+/// Every route with its layers.
+pub(crate) fn router(state: SharedState) -> Router {
+    let inference = Router::new()
+        .route("/", post(inference_api::dispatch))
+        .route("/embed", post(embed::embed))
+        .route("/embed_all", post(embed::embed_all))
+        .route("/embeddings", post(embed::openai))
+        .route("/v1/embeddings", post(embed::openai))
+        .route("/predict", post(predict::predict))
+        .route("/tokenize", post(tokenize::tokenize))
+        .route("/decode", post(tokenize::decode))
+        .route("/fill_mask", post(tasks::fill_mask))
+        .route("/ner", post(tasks::ner))
+        .route("/qa", post(tasks::qa))
+        .route("/info", get(info::info))
+        .route_layer(middleware::from_fn_with_state(state.clone(), admit))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
+    let public = Router::new()
+        .route("/health", get(info::health))
+        .route("/metrics", get(info::metrics))
+        .route("/api-doc/openapi.json", get(info::openapi));
+    inference
+        .merge(public)
+        .route_layer(middleware::from_fn(track))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.config.payload_limit))
+        .with_state(state)
+}
+
+/// 401 unless the request carries `Authorization: Bearer <--api-key>`.
+async fn authorize(State(state): State<SharedState>, req: Request, next: Next) -> Response {
+    if let Some(key) = &state.config.api_key {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(key.as_str()) {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorType::Unauthorized,
+                "missing or wrong API key (Authorization: Bearer <key>)",
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// 429 at once when `--max-concurrent-requests` requests are already in flight.
+async fn admit(State(state): State<SharedState>, req: Request, next: Next) -> Response {
+    let Ok(_permit) = state.permits.clone().try_acquire_owned() else {
+        return ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorType::Overloaded,
+            format!(
+                "model is overloaded: {} requests in flight (--max-concurrent-requests)",
+                state.config.max_concurrent_requests
+            ),
+        )
+        .into_response();
+    };
+    next.run(req).await
+}
+
+/// Counts every request by route and outcome and times it.
+async fn track(path: Option<MatchedPath>, req: Request, next: Next) -> Response {
+    let route = path.map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let start = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status();
+    metrics::counter!("te_request_count", "route" => route.clone()).increment(1);
+    if status.is_success() {
+        metrics::counter!("te_request_success", "route" => route.clone()).increment(1);
+    } else {
+        metrics::counter!("te_request_failure", "route" => route.clone(), "status" => status.as_u16().to_string())
+            .increment(1);
+    }
+    metrics::histogram!("te_request_duration", "route" => route).record(start.elapsed().as_secs_f64());
+    response
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        ErrorType::NotFound,
+        format!("no route {}", req.uri().path()),
+    )
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorType::NotFound,
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
+}
