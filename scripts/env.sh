@@ -7,7 +7,7 @@ CONVBERT_CACHE=${CONVBERT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/convbert}
 CONVBERT_VENV="$CONVBERT_CACHE/venv-torch-$CONVBERT_TORCH_VERSION"
 _convbert_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-if ! "$CONVBERT_VENV/bin/python" -c "import torch, transformers, safetensors" >/dev/null 2>&1; then
+if ! "$CONVBERT_VENV/bin/python" -c "import torch, transformers, safetensors, openai" >/dev/null 2>&1; then
     echo "setting up $CONVBERT_VENV (torch $CONVBERT_TORCH_VERSION, about 5 GB, a few minutes)" >&2
     mkdir -p "$CONVBERT_CACHE"
     python3 -m venv "$CONVBERT_VENV" &&

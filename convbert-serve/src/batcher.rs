@@ -271,3 +271,128 @@ fn finish(job: Job) {
         inference: job.inference,
     }));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use convbert_model::ConvBertConfig;
+    use convbert_pipelines::{PipelineOptions, Prepared, TextTokenizer};
+    use std::path::PathBuf;
+
+    /// A model whose head fails on any batch holding a row of `fail_len` tokens; outputs are
+    /// each row's length, so results can be checked.
+    struct Fake {
+        tokenizer: TextTokenizer,
+        config: ConvBertConfig,
+        options: PipelineOptions,
+        fail_len: usize,
+        batches: std::sync::Mutex<Vec<Vec<usize>>>,
+    }
+
+    impl BatchModel for Fake {
+        fn tokenizer(&self) -> &TextTokenizer {
+            &self.tokenizer
+        }
+        fn config(&self) -> &ConvBertConfig {
+            &self.config
+        }
+        fn options(&self) -> &PipelineOptions {
+            &self.options
+        }
+        fn forward_head(&self, rows: &[&Row]) -> convbert_pipelines::Result<Vec<Vec<Tensor>>> {
+            let lens: Vec<usize> = rows.iter().map(|r| r.len()).collect();
+            self.batches.lock().unwrap().push(lens.clone());
+            if lens.contains(&self.fail_len) {
+                return Err(convbert_pipelines::PipelineError::Input("out of memory".into()));
+            }
+            Ok(lens.iter().map(|&l| vec![Tensor::from_slice(&[l as i64])]).collect())
+        }
+        fn forward_features(&self, rows: &[&Row]) -> convbert_pipelines::Result<Vec<Tensor>> {
+            Ok(self.forward_head(rows)?.into_iter().flatten().collect())
+        }
+    }
+
+    fn fake(fail_len: usize) -> Arc<Fake> {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/default-model");
+        Arc::new(Fake {
+            tokenizer: TextTokenizer::from_dir(&dir).unwrap(),
+            config: ConvBertConfig::from_file(dir.join("config.json")).unwrap(),
+            options: PipelineOptions::default(),
+            fail_len,
+            batches: Default::default(),
+        })
+    }
+
+    fn rows(model: &Fake, words: usize) -> Vec<Row> {
+        let text = vec!["word"; words].join(" ");
+        let p: Prepared = model.prepare_text(&text, None, None).unwrap();
+        p.rows().to_vec()
+    }
+
+    fn job(output: Output, rows: Vec<Row>) -> (Job, oneshot::Receiver<Result<Finished, String>>) {
+        let (reply, rx) = oneshot::channel();
+        let n = rows.len();
+        let job = Job {
+            output,
+            outputs: (0..n).map(|_| None).collect(),
+            remaining: n,
+            rows,
+            reply,
+            enqueued: Instant::now(),
+            started: None,
+            inference: Duration::ZERO,
+        };
+        (job, rx)
+    }
+
+    #[test]
+    fn batches_take_the_longest_rows_within_the_token_budget() {
+        let m = fake(0);
+        let mut pending = VecDeque::new();
+        let mut receivers = Vec::new();
+        for words in [3, 10, 5, 10] {
+            let (j, rx) = job(Output::Head, rows(&m, words));
+            pending.push_back(j);
+            receivers.push(rx);
+        }
+        // Rows of 12, 12, 7 and 5 tokens; 30 padded tokens hold two rows of 12.
+        let limits = BatchLimits {
+            max_batch_tokens: 30,
+            max_batch_requests: None,
+        };
+        assert_eq!(next_batch(&pending, limits), vec![(1, 0), (3, 0)]);
+        let limits = BatchLimits {
+            max_batch_tokens: 1000,
+            max_batch_requests: Some(3),
+        };
+        assert_eq!(next_batch(&pending, limits), vec![(1, 0), (3, 0), (2, 0)]);
+    }
+
+    #[test]
+    fn a_failing_batch_fails_only_its_requests_and_dropped_clients_cost_nothing() {
+        let m = fake(7); // "word word word word word" is 7 tokens with [CLS] and [SEP]
+        let limits = BatchLimits {
+            max_batch_tokens: 12,
+            max_batch_requests: None,
+        };
+        let batcher = Batcher::start(m.clone(), limits).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(async {
+            // A client that went away before its job ran: its rows never reach the model.
+            let (gone, rx) = job(Output::Head, rows(&m, 20));
+            drop(rx);
+            batcher.tx.as_ref().unwrap().send(gone).unwrap();
+            let ok = batcher.run(Output::Head, rows(&m, 3)).await.unwrap();
+            assert_eq!(Vec::<i64>::try_from(&ok.outputs[0][0]).unwrap(), vec![5]);
+            let failed = batcher.run(Output::Head, rows(&m, 5)).await;
+            match failed {
+                Err(e) => assert!(e.message.contains("out of memory"), "{}", e.message),
+                Ok(_) => panic!("a batch with a failing row succeeded"),
+            }
+            let again = batcher.run(Output::Features, rows(&m, 1)).await.unwrap();
+            assert_eq!(again.outputs.len(), 1);
+        });
+        let batches = m.batches.lock().unwrap().clone();
+        assert!(!batches.iter().flatten().any(|&l| l == 22), "dropped job ran: {batches:?}");
+    }
+}
