@@ -78,6 +78,13 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: &ServeArgs) -> CliResult {
+    // Request traces on stderr when RUST_LOG asks for them (e.g. RUST_LOG=tower_http=debug).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
     let model = args.model.clone().unwrap_or_else(default_model);
     let mut config = ServeConfig::new(model);
     config.task = args.task.map(|t| match t {

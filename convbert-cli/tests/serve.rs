@@ -517,3 +517,30 @@ fn sigterm_finishes_requests_in_flight_then_exits_0() {
     }
     assert!(s.client.get(format!("{}/health", s.url)).send().is_err(), "still accepting after exit");
 }
+
+fn metric(s: &Server, prefix: &str) -> f64 {
+    let text = s.client.get(format!("{}/metrics", s.url)).send().unwrap().text().unwrap();
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn a_client_that_disconnects_has_its_work_dropped() {
+    let s = Server::start("default-model", &["--max-batch-requests", "1"]);
+    // 32 long texts, one row per batch: far longer than the client waits.
+    let long: Vec<String> = (0..32).map(|i| format!("{i} {}", "river museum ".repeat(200))).collect();
+    let impatient = Client::builder().timeout(Duration::from_millis(100)).build().unwrap();
+    let r = impatient.post(format!("{}/embed", s.url)).json(&json!({"inputs": long})).send();
+    assert!(r.is_err(), "the request finished before the client gave up");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(&s, "te_request_dropped") < 1.0 {
+        assert!(Instant::now() < deadline, "the gone client's job was never dropped");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let rows_run = metric(&s, "te_batch_next_size_sum");
+    assert!(rows_run < 32.0, "all {rows_run} rows ran for a client that left");
+    s.ok("/embed", &json!({"inputs": "still serving"}));
+}

@@ -1,5 +1,6 @@
 //! The router: routes, the body limit, the bearer-token check, the admission limit (429 at
-//! once beyond `--max-concurrent-requests`), per-route metrics, and JSON 404 / 405 answers.
+//! once beyond `--max-concurrent-requests`), per-route metrics, request tracing (`RUST_LOG`),
+//! a handler panic answered as a JSON 500, and JSON 404 / 405 answers.
 
 use std::time::Instant;
 
@@ -9,6 +10,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
 
 use crate::error::{ApiError, ErrorType};
 use crate::routes::{embed, inference_api, info, predict, tasks, tokenize};
@@ -41,7 +44,19 @@ pub(crate) fn router(state: SharedState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.payload_limit))
+        .layer(CatchPanicLayer::custom(panicked))
+        .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// A handler that panicked fails its own request only.
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorType::Backend,
+        "internal error while handling this request",
+    )
+    .into_response()
 }
 
 /// 401 unless the request carries `Authorization: Bearer <--api-key>`.
