@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use convbert_heads::{ConvBertForTokenClassification, Labels};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use crate::batch::{single_outputs, Granularity, Prepared, Row};
@@ -17,8 +17,9 @@ use crate::loading::{check_len, Loaded};
 use crate::options::PipelineOptions;
 use crate::tokenizer::TextTokenizer;
 
-/// How tokens are merged into entities (HF `AggregationStrategy`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How tokens are merged into entities (HF `AggregationStrategy`; HF's lower-case names in JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AggregationStrategy {
     /// One result per token.
     #[default]

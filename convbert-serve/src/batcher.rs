@@ -52,6 +52,22 @@ struct Job {
     inference: Duration,
 }
 
+impl Job {
+    fn new(output: Output, rows: Vec<Row>, reply: Reply) -> Self {
+        let n = rows.len();
+        Self {
+            output,
+            outputs: (0..n).map(|_| None).collect(),
+            remaining: n,
+            rows,
+            reply,
+            enqueued: Instant::now(),
+            started: None,
+            inference: Duration::ZERO,
+        }
+    }
+}
+
 /// The queue's sending side and the model thread.
 pub(crate) struct Batcher {
     tx: Option<mpsc::Sender<Job>>,
@@ -92,16 +108,7 @@ impl Batcher {
             });
         }
         let (reply, done) = oneshot::channel();
-        let job = Job {
-            output,
-            outputs: (0..n).map(|_| None).collect(),
-            remaining: n,
-            rows,
-            reply,
-            enqueued: Instant::now(),
-            started: None,
-            inference: Duration::ZERO,
-        };
+        let job = Job::new(output, rows, reply);
         let tx = self
             .tx
             .as_ref()
@@ -331,18 +338,7 @@ mod tests {
 
     fn job(output: Output, rows: Vec<Row>) -> (Job, oneshot::Receiver<Result<Finished, String>>) {
         let (reply, rx) = oneshot::channel();
-        let n = rows.len();
-        let job = Job {
-            output,
-            outputs: (0..n).map(|_| None).collect(),
-            remaining: n,
-            rows,
-            reply,
-            enqueued: Instant::now(),
-            started: None,
-            inference: Duration::ZERO,
-        };
-        (job, rx)
+        (Job::new(output, rows, reply), rx)
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use convbert_pipelines::{QaInput, ScoreFunction, TextInput};
+use convbert_pipelines::{AggregationStrategy, QaInput, ScoreFunction, TextInput};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use super::embed::{embed_vectors, refuse_prompt};
 use super::tasks::{
-    answer_shape, fill_mask_run, mask_shape, ner_run, qa_run, Aggregation, QaParameters, Targets,
+    answer_shape, fill_mask_run, mask_shape, ner_run, qa_run, QaParameters, Targets,
 };
 use super::{default_true, predict, InputType, OneOrMany, Texts, TruncationDirection};
 use crate::config::Task;
@@ -107,7 +107,7 @@ struct FillMaskParameters {
 #[derive(Debug, Deserialize)]
 struct TokenParameters {
     #[serde(default)]
-    aggregation_strategy: Aggregation,
+    aggregation_strategy: AggregationStrategy,
     #[serde(default)]
     ignore_labels: Option<Vec<String>>,
     #[serde(default)]
@@ -189,7 +189,7 @@ pub(crate) async fn dispatch(
                 &state,
                 "/",
                 texts.into_vec(),
-                p.aggregation_strategy.into(),
+                p.aggregation_strategy,
                 ignore,
                 p.stride,
             )

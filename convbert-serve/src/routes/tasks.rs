@@ -118,30 +118,6 @@ pub(crate) async fn fill_mask(
     Ok(Json(OneOrMany::new(shaped, batch)))
 }
 
-/// HF's aggregation strategy names.
-#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Aggregation {
-    #[default]
-    None,
-    Simple,
-    First,
-    Average,
-    Max,
-}
-
-impl From<Aggregation> for AggregationStrategy {
-    fn from(a: Aggregation) -> Self {
-        match a {
-            Aggregation::None => AggregationStrategy::None,
-            Aggregation::Simple => AggregationStrategy::Simple,
-            Aggregation::First => AggregationStrategy::First,
-            Aggregation::Average => AggregationStrategy::Average,
-            Aggregation::Max => AggregationStrategy::Max,
-        }
-    }
-}
-
 fn default_ignore() -> Vec<String> {
     vec!["O".into()]
 }
@@ -150,8 +126,10 @@ fn default_ignore() -> Vec<String> {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NerRequest {
     pub inputs: Texts,
+    /// none (default), simple, first, average or max.
     #[serde(default)]
-    pub aggregation_strategy: Aggregation,
+    #[schema(value_type = String)]
+    pub aggregation_strategy: AggregationStrategy,
     /// Labels left out (default `["O"]`).
     #[serde(default = "default_ignore")]
     pub ignore_labels: Vec<String>,
@@ -206,7 +184,7 @@ pub(crate) async fn ner(
         &state,
         "/ner",
         req.inputs.into_vec(),
-        req.aggregation_strategy.into(),
+        req.aggregation_strategy,
         req.ignore_labels,
         req.stride,
     )
