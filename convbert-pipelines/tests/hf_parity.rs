@@ -33,46 +33,10 @@ fn options() -> PipelineOptions {
     }
 }
 
-/// Compares `ours` (serialised) with HF's value: numbers under a "score" key within SCORE_TOL,
-/// every other number and string exactly. Returns the largest score difference.
+/// `ours` (serialised) against HF's value: scores within SCORE_TOL, the rest exactly; the largest
+/// score difference.
 fn compare(ours: &Value, hf: &Value, path: &str) -> f64 {
-    match (ours, hf) {
-        (Value::Object(a), Value::Object(b)) => {
-            let mut ka: Vec<_> = a.keys().collect();
-            let mut kb: Vec<_> = b.keys().collect();
-            ka.sort();
-            kb.sort();
-            assert_eq!(ka, kb, "{path}: keys differ");
-            a.iter()
-                .map(|(k, v)| {
-                    let p = format!("{path}.{k}");
-                    if k == "score" {
-                        let (x, y) = (v.as_f64().unwrap(), b[k].as_f64().unwrap());
-                        assert!((x - y).abs() <= SCORE_TOL, "{p}: {x} vs HF {y}");
-                        (x - y).abs()
-                    } else {
-                        compare(v, &b[k], &p)
-                    }
-                })
-                .fold(0.0, f64::max)
-        }
-        (Value::Array(a), Value::Array(b)) => {
-            assert_eq!(
-                a.len(),
-                b.len(),
-                "{path}: lengths differ: {ours} vs HF {hf}"
-            );
-            a.iter()
-                .zip(b)
-                .enumerate()
-                .map(|(i, (x, y))| compare(x, y, &format!("{path}[{i}]")))
-                .fold(0.0, f64::max)
-        }
-        _ => {
-            assert_eq!(ours, hf, "{path}");
-            0.0
-        }
-    }
+    convbert_testing::assert_json_close(ours, hf, SCORE_TOL, path)
 }
 
 fn strs(v: &Value) -> Vec<String> {
