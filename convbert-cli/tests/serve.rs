@@ -466,7 +466,12 @@ fn sigterm_finishes_requests_in_flight_then_exits_0() {
             })
             .collect();
         barrier.wait();
-        std::thread::sleep(Duration::from_millis(30));
+        // SIGTERM only once all eight are admitted and waiting for the model.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while metric(&s, "te_request_in_flight") < 8.0 {
+            assert!(Instant::now() < deadline, "the requests never got in flight");
+            std::thread::sleep(Duration::from_millis(2));
+        }
         let pid = s.child.id().to_string();
         assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
         handles.into_iter().map(|h| h.join().unwrap()).collect()

@@ -94,7 +94,24 @@ async fn admit(State(state): State<SharedState>, req: Request, next: Next) -> Re
         )
         .into_response();
     };
+    let _in_flight = InFlight::enter();
     next.run(req).await
+}
+
+/// `te_request_in_flight`: admitted requests not yet answered (a dropped request leaves too).
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> Self {
+        metrics::gauge!("te_request_in_flight").increment(1.0);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!("te_request_in_flight").decrement(1.0);
+    }
 }
 
 /// Counts every request by route and outcome and times it.
