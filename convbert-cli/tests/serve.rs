@@ -125,7 +125,12 @@ fn fill_mask_routes_match_hf() {
         let ours: Vec<Value> = out.as_array().unwrap().iter().map(per_mask).collect();
         worst = worst.max(compare(&json!(ours), &case["outputs"], "/fill_mask"));
         // The Inference API route, one text at a time.
-        for (text, hf) in case["inputs"].as_array().unwrap().iter().zip(case["outputs"].as_array().unwrap()) {
+        for (text, hf) in case["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(case["outputs"].as_array().unwrap())
+        {
             let mut params = json!({"top_k": case["args"]["top_k"]});
             if let Some(t) = case["args"].get("targets") {
                 params["targets"] = t.clone();
@@ -146,7 +151,10 @@ fn classification_routes_match_hf() {
         if let Some(f) = case["args"].get("function_to_apply") {
             params["function_to_apply"] = f.clone();
         }
-        let out = s.ok("/", &json!({"inputs": case["inputs"], "parameters": params}));
+        let out = s.ok(
+            "/",
+            &json!({"inputs": case["inputs"], "parameters": params}),
+        );
         worst = worst.max(compare(&out, &case["outputs"], "POST /"));
         // /predict returns every label, softmax: compare the ones HF returned for top_k = None.
         if case["args"]["top_k"].is_null() {
@@ -166,7 +174,10 @@ fn classification_routes_match_hf() {
     // A single text is one list of labels; a pair as [a, b].
     let one = s.ok("/predict", &json!({"inputs": "hi"}));
     assert!(one[0]["label"].is_string(), "{one}");
-    let pair = s.ok("/predict", &json!({"inputs": ["a question?", "an answer."]}));
+    let pair = s.ok(
+        "/predict",
+        &json!({"inputs": ["a question?", "an answer."]}),
+    );
     assert!(pair[0]["label"].is_string(), "{pair}");
     eprintln!("text classification: max |score diff| vs HF {worst:.2e}");
 }
@@ -191,7 +202,12 @@ fn qa_route_matches_hf() {
     let s = Server::start("pipelines/models/qa", &[]);
     let mut worst = 0.0f64;
     for case in golden("question_answering.json") {
-        for (x, hf) in case["inputs"].as_array().unwrap().iter().zip(case["outputs"].as_array().unwrap()) {
+        for (x, hf) in case["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(case["outputs"].as_array().unwrap())
+        {
             let mut body = case["args"].clone();
             body["question"] = x["question"].clone();
             body["context"] = x["context"].clone();
@@ -216,7 +232,10 @@ fn embeddings_match_hf_features() {
     assert!(worst <= 1e-5, "embed_all vs HF: {worst:.2e}");
     // /embed: the mean over tokens, L2-normalised; /v1/embeddings the same; POST / too.
     let pooled = s.ok("/embed", &json!({"inputs": case["inputs"]}));
-    let openai = s.ok("/v1/embeddings", &json!({"input": case["inputs"], "model": "m"}));
+    let openai = s.ok(
+        "/v1/embeddings",
+        &json!({"input": case["inputs"], "model": "m"}),
+    );
     let api = s.ok("/", &json!({"inputs": case["inputs"]}));
     for (i, states) in case["outputs"].as_array().unwrap().iter().enumerate() {
         let rows = states.as_array().unwrap();
@@ -240,11 +259,24 @@ fn embeddings_match_hf_features() {
     assert_eq!(openai["data"][0]["object"], "embedding");
     assert!(openai["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
     let unnormalized = s.ok("/embed", &json!({"inputs": "hi", "normalize": false}));
-    let n: f64 = unnormalized[0].as_array().unwrap().iter().map(|x| x.as_f64().unwrap().powi(2)).sum();
-    assert!((n.sqrt() - 1.0).abs() > 1e-3, "normalize: false keeps the raw mean");
+    let n: f64 = unnormalized[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap().powi(2))
+        .sum();
+    assert!(
+        (n.sqrt() - 1.0).abs() > 1e-3,
+        "normalize: false keeps the raw mean"
+    );
     // Token ids are used as given.
     let tokens = s.ok("/tokenize", &json!({"inputs": "hello"}));
-    let ids: Vec<Value> = tokens[0].as_array().unwrap().iter().map(|t| t["id"].clone()).collect();
+    let ids: Vec<Value> = tokens[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].clone())
+        .collect();
     let ids = s.ok("/embed", &json!({"inputs": [ids]}));
     let text = s.ok("/embed", &json!({"inputs": "hello"}));
     assert_eq!(ids, text);
@@ -265,11 +297,20 @@ fn tokenize_and_decode_as_tei() {
             {"id": 102, "text": "[SEP]", "special": true, "start": null, "stop": null}
         ]])
     );
-    let plain = s.ok("/tokenize", &json!({"inputs": ["a b"], "add_special_tokens": false}));
+    let plain = s.ok(
+        "/tokenize",
+        &json!({"inputs": ["a b"], "add_special_tokens": false}),
+    );
     assert_eq!(plain[0].as_array().unwrap().len(), 2);
-    let text = s.ok("/decode", &json!({"ids": [101, 7592, 1010, 2088, 999, 102]}));
+    let text = s.ok(
+        "/decode",
+        &json!({"ids": [101, 7592, 1010, 2088, 999, 102]}),
+    );
     assert_eq!(text, json!(["hello, world!"]));
-    let kept = s.ok("/decode", &json!({"ids": [[101, 7592, 102]], "skip_special_tokens": false}));
+    let kept = s.ok(
+        "/decode",
+        &json!({"ids": [[101, 7592, 102]], "skip_special_tokens": false}),
+    );
     assert_eq!(kept, json!(["[CLS] hello [SEP]"]));
 }
 
@@ -277,7 +318,14 @@ fn tokenize_and_decode_as_tei() {
 fn errors_are_json_and_leave_the_server_serving() {
     let s = Server::start(
         "default-model",
-        &["--max-client-batch-size", "4", "--payload-limit", "2000", "--api-key", "sesame"],
+        &[
+            "--max-client-batch-size",
+            "4",
+            "--payload-limit",
+            "2000",
+            "--api-key",
+            "sesame",
+        ],
     );
     let url = &s.url;
     let c = &s.client;
@@ -290,22 +338,93 @@ fn errors_are_json_and_leave_the_server_serving() {
         let status = r.status();
         (status, r.json::<Value>().unwrap_or(Value::Null))
     };
-    let post = |route: &str, body: &str| send(reqwest::Method::POST, route, body.into(), Some("sesame"));
+    let post =
+        |route: &str, body: &str| send(reqwest::Method::POST, route, body.into(), Some("sesame"));
     let cases: Vec<(StatusCode, &str, (StatusCode, Value))> = vec![
-        (StatusCode::UNAUTHORIZED, "Unauthorized", send(reqwest::Method::POST, "/embed", br#"{"inputs":"a"}"#.to_vec(), None)),
-        (StatusCode::UNAUTHORIZED, "Unauthorized", send(reqwest::Method::POST, "/embed", br#"{"inputs":"a"}"#.to_vec(), Some("wrong"))),
+        (
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            send(
+                reqwest::Method::POST,
+                "/embed",
+                br#"{"inputs":"a"}"#.to_vec(),
+                None,
+            ),
+        ),
+        (
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            send(
+                reqwest::Method::POST,
+                "/embed",
+                br#"{"inputs":"a"}"#.to_vec(),
+                Some("wrong"),
+            ),
+        ),
         (StatusCode::NOT_FOUND, "NotFound", post("/nope", "{}")),
-        (StatusCode::METHOD_NOT_ALLOWED, "NotFound", send(reqwest::Method::GET, "/embed", vec![], Some("sesame"))),
-        (StatusCode::BAD_REQUEST, "Validation", post("/embed", r#"{"inputs": "#)),
-        (StatusCode::BAD_REQUEST, "Validation", send(reqwest::Method::POST, "/embed", b"{\"inputs\": \"\xff\xfe\"}".to_vec(), Some("sesame"))),
-        (StatusCode::UNPROCESSABLE_ENTITY, "Validation", post("/embed", r#"{"inputs": 5}"#)),
-        (StatusCode::UNPROCESSABLE_ENTITY, "Validation", post("/fill_mask", r#"{"inputs": "[MASK]", "top_k": "five"}"#)),
-        (StatusCode::BAD_REQUEST, "Empty", post("/embed", r#"{"inputs": []}"#)),
-        (StatusCode::PAYLOAD_TOO_LARGE, "Validation", post("/embed", r#"{"inputs": ["a","b","c","d","e"]}"#)),
-        (StatusCode::PAYLOAD_TOO_LARGE, "Validation", post("/embed", &format!(r#"{{"inputs": "{}"}}"#, "a ".repeat(1500)))),
-        (StatusCode::UNPROCESSABLE_ENTITY, "Tokenizer", post("/fill_mask", r#"{"inputs": "no mask here"}"#)),
-        (StatusCode::UNPROCESSABLE_ENTITY, "Tokenizer", post("/embed", r#"{"inputs": [[101, 99999999]]}"#)),
-        (StatusCode::BAD_REQUEST, "Validation", post("/predict", r#"{"inputs": "a"}"#)),
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "NotFound",
+            send(reqwest::Method::GET, "/embed", vec![], Some("sesame")),
+        ),
+        (
+            StatusCode::BAD_REQUEST,
+            "Validation",
+            post("/embed", r#"{"inputs": "#),
+        ),
+        (
+            StatusCode::BAD_REQUEST,
+            "Validation",
+            send(
+                reqwest::Method::POST,
+                "/embed",
+                b"{\"inputs\": \"\xff\xfe\"}".to_vec(),
+                Some("sesame"),
+            ),
+        ),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Validation",
+            post("/embed", r#"{"inputs": 5}"#),
+        ),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Validation",
+            post("/fill_mask", r#"{"inputs": "[MASK]", "top_k": "five"}"#),
+        ),
+        (
+            StatusCode::BAD_REQUEST,
+            "Empty",
+            post("/embed", r#"{"inputs": []}"#),
+        ),
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Validation",
+            post("/embed", r#"{"inputs": ["a","b","c","d","e"]}"#),
+        ),
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Validation",
+            post(
+                "/embed",
+                &format!(r#"{{"inputs": "{}"}}"#, "a ".repeat(1500)),
+            ),
+        ),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Tokenizer",
+            post("/fill_mask", r#"{"inputs": "no mask here"}"#),
+        ),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Tokenizer",
+            post("/embed", r#"{"inputs": [[101, 99999999]]}"#),
+        ),
+        (
+            StatusCode::BAD_REQUEST,
+            "Validation",
+            post("/predict", r#"{"inputs": "a"}"#),
+        ),
     ];
     for (i, (status, kind, (got, body))) in cases.iter().enumerate() {
         assert_eq!(got, status, "case {i}: {body}");
@@ -313,9 +432,18 @@ fn errors_are_json_and_leave_the_server_serving() {
         assert!(!body["error"].as_str().unwrap().is_empty(), "case {i}");
     }
     // Public routes need no key; the server still answers.
-    assert_eq!(c.get(format!("{url}/health")).send().unwrap().status(), StatusCode::OK);
-    assert_eq!(c.get(format!("{url}/metrics")).send().unwrap().status(), StatusCode::OK);
-    let (status, v) = post("/fill_mask", r#"{"inputs": "paris is the [MASK] of france.", "top_k": 1}"#);
+    assert_eq!(
+        c.get(format!("{url}/health")).send().unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        c.get(format!("{url}/metrics")).send().unwrap().status(),
+        StatusCode::OK
+    );
+    let (status, v) = post(
+        "/fill_mask",
+        r#"{"inputs": "paris is the [MASK] of france.", "top_k": 1}"#,
+    );
     assert_eq!(status, StatusCode::OK, "{v}");
 }
 
@@ -327,7 +455,10 @@ fn long_inputs_are_refused_or_truncated() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(body["error"].as_str().unwrap().contains("512"), "{body}");
     let right = s.ok("/embed", &json!({"inputs": long, "truncate": true}));
-    let left = s.ok("/embed", &json!({"inputs": long, "truncate": true, "truncation_direction": "Left"}));
+    let left = s.ok(
+        "/embed",
+        &json!({"inputs": long, "truncate": true, "truncation_direction": "Left"}),
+    );
     assert_eq!(right[0].as_array().unwrap().len(), 128);
     assert_eq!(left[0].as_array().unwrap().len(), 128);
     let auto = Server::start("default-model", &["--auto-truncate"]);
@@ -337,14 +468,29 @@ fn long_inputs_are_refused_or_truncated() {
 #[test]
 fn info_metrics_and_openapi() {
     let s = Server::start("pipelines/models/seqcls", &["--max-batch-tokens", "4096"]);
-    let info: Value = s.client.get(format!("{}/info", s.url)).send().unwrap().json().unwrap();
+    let info: Value = s
+        .client
+        .get(format!("{}/info", s.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(info["task"], "text-classification");
     assert_eq!(info["model_dtype"], "float32");
     assert_eq!(info["max_batch_tokens"], 4096);
     assert_eq!(info["max_client_batch_size"], 32);
-    assert!(info["model_type"]["classifier"]["id2label"].is_object(), "{info}");
+    assert!(
+        info["model_type"]["classifier"]["id2label"].is_object(),
+        "{info}"
+    );
     s.ok("/predict", &json!({"inputs": "hello"}));
-    let metrics = s.client.get(format!("{}/metrics", s.url)).send().unwrap().text().unwrap();
+    let metrics = s
+        .client
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
     for name in [
         "te_request_count{route=\"/predict\"}",
         "te_request_success{route=\"/predict\"}",
@@ -357,18 +503,40 @@ fn info_metrics_and_openapi() {
     ] {
         assert!(metrics.contains(name), "missing {name} in:\n{metrics}");
     }
-    let doc: Value = s.client.get(format!("{}/api-doc/openapi.json", s.url)).send().unwrap().json().unwrap();
-    for route in ["/embed", "/v1/embeddings", "/predict", "/fill_mask", "/ner", "/qa", "/"] {
-        assert!(doc["paths"][route]["post"].is_object(), "{route} missing from the OpenAPI document");
+    let doc: Value = s
+        .client
+        .get(format!("{}/api-doc/openapi.json", s.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    for route in [
+        "/embed",
+        "/v1/embeddings",
+        "/predict",
+        "/fill_mask",
+        "/ner",
+        "/qa",
+        "/",
+    ] {
+        assert!(
+            doc["paths"][route]["post"].is_object(),
+            "{route} missing from the OpenAPI document"
+        );
     }
 }
 
 fn texts(n: usize) -> Vec<String> {
-    let words = ["the", "river", "museum", "[MASK]", "paris", "capital", "small", "house", "near", "city"];
+    let words = [
+        "the", "river", "museum", "[MASK]", "paris", "capital", "small", "house", "near", "city",
+    ];
     (0..n)
         .map(|i| {
             let len = 3 + (i * 7) % 23;
-            let mut t: Vec<&str> = (0..len).map(|j| words[(i + j * 3) % words.len()]).filter(|w| *w != "[MASK]").collect();
+            let mut t: Vec<&str> = (0..len)
+                .map(|j| words[(i + j * 3) % words.len()])
+                .filter(|w| *w != "[MASK]")
+                .collect();
             t.insert(len / 2 % t.len().max(1), "[MASK]");
             t.join(" ")
         })
@@ -383,7 +551,10 @@ fn concurrent_clients_get_the_results_of_single_requests() {
         .iter()
         .map(|t| s.ok("/fill_mask", &json!({"inputs": t, "top_k": 3})))
         .collect();
-    let embeds_alone: Vec<Value> = inputs.iter().map(|t| s.ok("/embed", &json!({"inputs": t}))).collect();
+    let embeds_alone: Vec<Value> = inputs
+        .iter()
+        .map(|t| s.ok("/embed", &json!({"inputs": t})))
+        .collect();
     let barrier = Arc::new(Barrier::new(32));
     let results: Vec<Vec<(usize, Value, Value)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..32)
@@ -407,7 +578,12 @@ fn concurrent_clients_get_the_results_of_single_requests() {
     let mut worst = 0.0f64;
     for (i, fm, em) in results.into_iter().flatten() {
         worst = worst.max(compare(&fm, &alone[i], &format!("fill_mask {i}")));
-        for (a, b) in em[0].as_array().unwrap().iter().zip(embeds_alone[i][0].as_array().unwrap()) {
+        for (a, b) in em[0]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(embeds_alone[i][0].as_array().unwrap())
+        {
             let d = (a.as_f64().unwrap() - b.as_f64().unwrap()).abs();
             assert!(d <= 1e-5, "embed {i}: {d}");
             worst = worst.max(d);
@@ -416,16 +592,39 @@ fn concurrent_clients_get_the_results_of_single_requests() {
     eprintln!("32 concurrent clients vs single requests: max |diff| {worst:.2e}");
     assert!(worst <= 1e-5);
     // Batches really formed: more than one row per batch at some point.
-    let metrics = s.client.get(format!("{}/metrics", s.url)).send().unwrap().text().unwrap();
-    let sum = metrics.lines().find(|l| l.starts_with("te_batch_next_size_sum")).unwrap();
-    let count = metrics.lines().find(|l| l.starts_with("te_batch_next_size_count")).unwrap();
+    let metrics = s
+        .client
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let sum = metrics
+        .lines()
+        .find(|l| l.starts_with("te_batch_next_size_sum"))
+        .unwrap();
+    let count = metrics
+        .lines()
+        .find(|l| l.starts_with("te_batch_next_size_count"))
+        .unwrap();
     let value = |l: &str| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap();
-    assert!(value(sum) > value(count), "no batch held more than one row: {sum} / {count}");
+    assert!(
+        value(sum) > value(count),
+        "no batch held more than one row: {sum} / {count}"
+    );
 }
 
 #[test]
 fn a_flood_beyond_max_concurrent_requests_gets_429_at_once() {
-    let s = Server::start("default-model", &["--max-concurrent-requests", "2", "--max-batch-requests", "1"]);
+    let s = Server::start(
+        "default-model",
+        &[
+            "--max-concurrent-requests",
+            "2",
+            "--max-batch-requests",
+            "1",
+        ],
+    );
     let batch: Vec<String> = texts(32);
     let barrier = Arc::new(Barrier::new(24));
     let statuses: Vec<(StatusCode, Value)> = std::thread::scope(|scope| {
@@ -440,10 +639,19 @@ fn a_flood_beyond_max_concurrent_requests_gets_429_at_once() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    let rejected: Vec<_> = statuses.iter().filter(|(st, _)| *st == StatusCode::TOO_MANY_REQUESTS).collect();
-    assert!(!rejected.is_empty(), "no 429 among {:?}", statuses.iter().map(|x| x.0).collect::<Vec<_>>());
+    let rejected: Vec<_> = statuses
+        .iter()
+        .filter(|(st, _)| *st == StatusCode::TOO_MANY_REQUESTS)
+        .collect();
+    assert!(
+        !rejected.is_empty(),
+        "no 429 among {:?}",
+        statuses.iter().map(|x| x.0).collect::<Vec<_>>()
+    );
     assert_eq!(rejected[0].1["error_type"], "Overloaded");
-    assert!(statuses.iter().all(|(st, _)| *st == StatusCode::OK || *st == StatusCode::TOO_MANY_REQUESTS));
+    assert!(statuses
+        .iter()
+        .all(|(st, _)| *st == StatusCode::OK || *st == StatusCode::TOO_MANY_REQUESTS));
     assert!(statuses.iter().any(|(st, _)| *st == StatusCode::OK));
     // And it serves again once the flood is over.
     s.ok("/fill_mask", &json!({"inputs": "a [MASK].", "top_k": 1}));
@@ -469,11 +677,18 @@ fn sigterm_finishes_requests_in_flight_then_exits_0() {
         // SIGTERM only once all eight are admitted and waiting for the model.
         let deadline = Instant::now() + Duration::from_secs(30);
         while metric(&s, "te_request_in_flight") < 8.0 {
-            assert!(Instant::now() < deadline, "the requests never got in flight");
+            assert!(
+                Instant::now() < deadline,
+                "the requests never got in flight"
+            );
             std::thread::sleep(Duration::from_millis(2));
         }
         let pid = s.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let status = s.child.wait().unwrap();
@@ -482,11 +697,20 @@ fn sigterm_finishes_requests_in_flight_then_exits_0() {
         assert_eq!(st, StatusCode::OK, "{v}");
         assert_eq!(v, expected);
     }
-    assert!(s.client.get(format!("{}/health", s.url)).send().is_err(), "still accepting after exit");
+    assert!(
+        s.client.get(format!("{}/health", s.url)).send().is_err(),
+        "still accepting after exit"
+    );
 }
 
 fn metric(s: &Server, prefix: &str) -> f64 {
-    let text = s.client.get(format!("{}/metrics", s.url)).send().unwrap().text().unwrap();
+    let text = s
+        .client
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
     text.lines()
         .find(|l| l.starts_with(prefix))
         .and_then(|l| l.rsplit(' ').next())
@@ -498,16 +722,30 @@ fn metric(s: &Server, prefix: &str) -> f64 {
 fn a_client_that_disconnects_has_its_work_dropped() {
     let s = Server::start("default-model", &["--max-batch-requests", "1"]);
     // 32 long texts, one row per batch: far longer than the client waits.
-    let long: Vec<String> = (0..32).map(|i| format!("{i} {}", "river museum ".repeat(200))).collect();
-    let impatient = Client::builder().timeout(Duration::from_millis(100)).build().unwrap();
-    let r = impatient.post(format!("{}/embed", s.url)).json(&json!({"inputs": long})).send();
+    let long: Vec<String> = (0..32)
+        .map(|i| format!("{i} {}", "river museum ".repeat(200)))
+        .collect();
+    let impatient = Client::builder()
+        .timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let r = impatient
+        .post(format!("{}/embed", s.url))
+        .json(&json!({"inputs": long}))
+        .send();
     assert!(r.is_err(), "the request finished before the client gave up");
     let deadline = Instant::now() + Duration::from_secs(20);
     while metric(&s, "te_request_dropped") < 1.0 {
-        assert!(Instant::now() < deadline, "the gone client's job was never dropped");
+        assert!(
+            Instant::now() < deadline,
+            "the gone client's job was never dropped"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let rows_run = metric(&s, "te_batch_next_size_sum");
-    assert!(rows_run < 32.0, "all {rows_run} rows ran for a client that left");
+    assert!(
+        rows_run < 32.0,
+        "all {rows_run} rows ran for a client that left"
+    );
     s.ok("/embed", &json!({"inputs": "still serving"}));
 }

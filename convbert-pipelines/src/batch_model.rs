@@ -56,7 +56,10 @@ pub trait BatchModel: Send + Sync {
             None => self.tokenizer().encode(text, pair)?,
         };
         if enc.len() > max {
-            return Err(PipelineError::TooLong { len: enc.len(), max });
+            return Err(PipelineError::TooLong {
+                len: enc.len(),
+                max,
+            });
         }
         Ok(Prepared::single(enc))
     }
@@ -80,7 +83,9 @@ pub trait BatchModel: Send + Sync {
         if ids.is_empty() {
             return Err(PipelineError::Input("no token ids".into()));
         }
-        Ok(Prepared::from_ids(ids.iter().map(|&i| i64::from(i)).collect()))
+        Ok(Prepared::from_ids(
+            ids.iter().map(|&i| i64::from(i)).collect(),
+        ))
     }
 }
 

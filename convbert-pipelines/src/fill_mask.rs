@@ -45,11 +45,9 @@ pub struct FillMaskPipeline {
     loaded: Loaded<ConvBertForMaskedLM>,
 }
 
-impl_batch_model!(
-    FillMaskPipeline,
-    Granularity::Token,
-    |m, inputs, fo| Ok(vec![m.forward_t(inputs, None, fo, false)?.logits])
-);
+impl_batch_model!(FillMaskPipeline, Granularity::Token, |m, inputs, fo| Ok(
+    vec![m.forward_t(inputs, None, fo, false)?.logits]
+));
 
 impl FillMaskPipeline {
     /// Loads a checkpoint directory or a cached HF model id; warns when the MLM head is new.

@@ -91,10 +91,14 @@ pub struct QuestionAnsweringPipeline {
     loaded: Loaded<ConvBertForQuestionAnswering>,
 }
 
-impl_batch_model!(QuestionAnsweringPipeline, Granularity::Token, |m, inputs, fo| {
-    let out = m.forward_t(inputs, None, fo, false)?;
-    Ok(vec![out.start_logits, out.end_logits])
-});
+impl_batch_model!(
+    QuestionAnsweringPipeline,
+    Granularity::Token,
+    |m, inputs, fo| {
+        let out = m.forward_t(inputs, None, fo, false)?;
+        Ok(vec![out.start_logits, out.end_logits])
+    }
+);
 
 /// Softmax over the allowed positions (others get -10000 first, as in HF).
 fn probabilities(logits: &[f32], allowed: &[bool]) -> Vec<f64> {

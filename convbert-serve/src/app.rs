@@ -127,7 +127,8 @@ async fn track(path: Option<MatchedPath>, req: Request, next: Next) -> Response 
         metrics::counter!("te_request_failure", "route" => route.clone(), "status" => status.as_u16().to_string())
             .increment(1);
     }
-    metrics::histogram!("te_request_duration", "route" => route).record(start.elapsed().as_secs_f64());
+    metrics::histogram!("te_request_duration", "route" => route)
+        .record(start.elapsed().as_secs_f64());
     response
 }
 

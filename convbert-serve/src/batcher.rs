@@ -354,9 +354,14 @@ mod tests {
             let lens: Vec<usize> = rows.iter().map(|r| r.len()).collect();
             self.batches.lock().unwrap().push(lens.clone());
             if lens.contains(&self.fail_len) {
-                return Err(convbert_pipelines::PipelineError::Input("out of memory".into()));
+                return Err(convbert_pipelines::PipelineError::Input(
+                    "out of memory".into(),
+                ));
             }
-            Ok(lens.iter().map(|&l| vec![Tensor::from_slice(&[l as i64])]).collect())
+            Ok(lens
+                .iter()
+                .map(|&l| vec![Tensor::from_slice(&[l as i64])])
+                .collect())
         }
         fn forward_features(&self, rows: &[&Row]) -> convbert_pipelines::Result<Vec<Tensor>> {
             Ok(self.forward_head(rows)?.into_iter().flatten().collect())
@@ -425,7 +430,9 @@ mod tests {
             max_batch_requests: None,
         };
         let batcher = Batcher::start(m.clone(), limits).unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         runtime.block_on(async {
             // A client that went away before its job ran: its rows never reach the model.
             let (gone, rx) = job(Output::Head, rows(&m, 20));
@@ -442,6 +449,9 @@ mod tests {
             assert_eq!(again.outputs.len(), 1);
         });
         let batches = m.batches.lock().unwrap().clone();
-        assert!(!batches.iter().flatten().any(|&l| l == 22), "dropped job ran: {batches:?}");
+        assert!(
+            !batches.iter().flatten().any(|&l| l == 22),
+            "dropped job ran: {batches:?}"
+        );
     }
 }

@@ -85,7 +85,11 @@ impl ApiError {
 
     /// 413: a request too large (body, batch size).
     pub fn too_large(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorType::Validation, message)
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorType::Validation,
+            message,
+        )
     }
 
     /// 400: a body that is not JSON.

@@ -73,7 +73,9 @@ async fn run(config: ServeConfig) -> Result<(), ServeError> {
             source,
         })?;
     eprintln!("stopped accepting; every request in flight answered");
-    let loaded = loader.await.map_err(|e| ServeError::Config(format!("model loader failed: {e}")))?;
+    let loaded = loader
+        .await
+        .map_err(|e| ServeError::Config(format!("model loader failed: {e}")))?;
     drop(state);
     loaded
 }

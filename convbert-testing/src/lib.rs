@@ -30,9 +30,15 @@ pub fn assert_json_close(ours: &Value, expected: &Value, tol: f64, path: &str) -
                 .fold(0.0, f64::max)
         }
         (Value::Number(x), Value::Number(y)) if !(x.is_i64() && y.is_i64()) => {
-            let (x, y) = (x.as_f64().unwrap_or(f64::NAN), y.as_f64().unwrap_or(f64::NAN));
+            let (x, y) = (
+                x.as_f64().unwrap_or(f64::NAN),
+                y.as_f64().unwrap_or(f64::NAN),
+            );
             let d = (x - y).abs();
-            assert!(d <= tol, "{path}: {x} vs reference {y} (|diff| {d:.2e} > {tol:.0e})");
+            assert!(
+                d <= tol,
+                "{path}: {x} vs reference {y} (|diff| {d:.2e} > {tol:.0e})"
+            );
             d
         }
         _ => {

@@ -136,7 +136,11 @@ pub(crate) async fn dispatch(
             let p: FeatureParameters = parameters(&mut req)?;
             refuse_prompt(p.prompt_name.as_deref())?;
             let texts: Texts = parse("inputs", inputs)?;
-            let inputs = texts.into_vec().into_iter().map(InputType::String).collect();
+            let inputs = texts
+                .into_vec()
+                .into_iter()
+                .map(InputType::String)
+                .collect();
             let truncate = state.truncation(p.truncate, p.truncation_direction.into());
             let (vectors, _) =
                 embed_vectors(&state, inputs, truncate, p.normalize, p.dimensions).await?;

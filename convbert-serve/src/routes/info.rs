@@ -57,12 +57,19 @@ fn model_type(engine: &Engine, pooling: Pooling) -> Value {
                 .iter()
                 .map(|(i, n)| (i.to_string(), json!(n)))
                 .collect();
-            let label2id: serde_json::Map<String, Value> =
-                l.id2label.iter().map(|(i, n)| (n.clone(), json!(i))).collect();
+            let label2id: serde_json::Map<String, Value> = l
+                .id2label
+                .iter()
+                .map(|(i, n)| (n.clone(), json!(i)))
+                .collect();
             json!({"classifier": {"id2label": id2label, "label2id": label2id}})
         }
         None => {
-            let pooling = if pooling == Pooling::Cls { "cls" } else { "mean" };
+            let pooling = if pooling == Pooling::Cls {
+                "cls"
+            } else {
+                "mean"
+            };
             json!({"embedding": {"pooling": pooling}})
         }
     }
@@ -104,22 +111,28 @@ pub(crate) async fn info(State(state): State<SharedState>) -> Result<Json<Info>,
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus metrics", body = String)))]
 pub(crate) async fn metrics() -> Response {
     let body = crate::metrics::handle().map_or(String::new(), |h| h.render());
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        body,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "convbert serve", description = "ConvBERT inference: the Text Embeddings Inference API, the Hugging Face Inference API, fill-mask, NER and QA"),
+    info(
+        title = "convbert serve",
+        description = "ConvBERT inference: the Text Embeddings Inference API, the Hugging Face Inference API, fill-mask, NER and QA"
+    ),
     paths(
-        health, info, metrics,
-        crate::routes::embed::embed, crate::routes::embed::embed_all, crate::routes::embed::openai,
+        health,
+        info,
+        metrics,
+        crate::routes::embed::embed,
+        crate::routes::embed::embed_all,
+        crate::routes::embed::openai,
         crate::routes::predict::predict,
-        crate::routes::tokenize::tokenize, crate::routes::tokenize::decode,
-        crate::routes::tasks::fill_mask, crate::routes::tasks::ner, crate::routes::tasks::qa,
+        crate::routes::tokenize::tokenize,
+        crate::routes::tokenize::decode,
+        crate::routes::tasks::fill_mask,
+        crate::routes::tasks::ner,
+        crate::routes::tasks::qa,
         crate::routes::inference_api::dispatch,
     ),
     components(schemas(ErrorResponse, Info))

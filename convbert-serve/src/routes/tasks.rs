@@ -95,7 +95,9 @@ pub(crate) async fn fill_mask_run(
 }
 
 /// HF's shape for one text: the candidates of its single mask, else a list per mask.
-pub(crate) fn mask_shape(mut masks: Vec<Vec<FillMaskCandidate>>) -> OneOrMany<Vec<FillMaskCandidate>> {
+pub(crate) fn mask_shape(
+    mut masks: Vec<Vec<FillMaskCandidate>>,
+) -> OneOrMany<Vec<FillMaskCandidate>> {
     if masks.len() == 1 {
         OneOrMany::One(masks.pop().unwrap_or_default())
     } else {
@@ -113,7 +115,14 @@ pub(crate) async fn fill_mask(
 ) -> Result<Json<OneOrMany<OneOrMany<Vec<FillMaskCandidate>>>>, ApiError> {
     let batch = req.inputs.is_batch();
     let targets = req.targets.map(Targets::into_vec);
-    let results = fill_mask_run(&state, "/fill_mask", req.inputs.into_vec(), req.top_k, targets).await?;
+    let results = fill_mask_run(
+        &state,
+        "/fill_mask",
+        req.inputs.into_vec(),
+        req.top_k,
+        targets,
+    )
+    .await?;
     let shaped = results.into_iter().map(mask_shape).collect();
     Ok(Json(OneOrMany::new(shaped, batch)))
 }
@@ -156,7 +165,9 @@ pub(crate) async fn ner_run(
     }
     let prep = pipe.clone();
     let done = ready
-        .infer(Output::Head, texts.clone(), move |t| prep.prepare(t, stride))
+        .infer(Output::Head, texts.clone(), move |t| {
+            prep.prepare(t, stride)
+        })
         .await?;
     blocking(move || {
         let ignore: Vec<&str> = ignore_labels.iter().map(String::as_str).collect();
@@ -248,7 +259,9 @@ pub(crate) async fn qa_run(
     let pipe = ready.engine.reader(route)?;
     let prep = pipe.clone();
     let done = ready
-        .infer(Output::Head, inputs.clone(), move |x| prep.prepare(x, &opts))
+        .infer(Output::Head, inputs.clone(), move |x| {
+            prep.prepare(x, &opts)
+        })
         .await?;
     blocking(move || {
         done.into_iter()
