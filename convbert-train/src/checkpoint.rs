@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
+use crate::data::{data_error, read_text};
 use crate::error::{Result, TrainError};
 use crate::model::TaskModel;
 use crate::optimizer::AdamW;
@@ -127,13 +128,19 @@ pub(crate) fn load_checkpoint(
         path: dir.into(),
         reason,
     };
-    let text = std::fs::read_to_string(dir.join(STATE_FILE))
-        .map_err(|e| TrainError::io(dir.join(STATE_FILE), e))?;
-    let state: TrainerState = serde_json::from_str(&text)?;
-    let weights: BTreeMap<String, Tensor> =
-        Tensor::read_safetensors(dir.join("model.safetensors"))?
-            .into_iter()
-            .collect();
+    let state_path = dir.join(STATE_FILE);
+    let text = read_text(&state_path)?;
+    let state: TrainerState =
+        serde_json::from_str(&text).map_err(|e| data_error(&state_path, e.line(), e))?;
+    let read_tensors = |file: &str| -> Result<BTreeMap<String, Tensor>> {
+        let path = dir.join(file);
+        let tensors = Tensor::read_safetensors(&path).map_err(|e| TrainError::Resume {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(tensors.into_iter().collect())
+    };
+    let weights = read_tensors("model.safetensors")?;
     let vars = model.var_store().variables();
     tch::no_grad(|| -> Result<()> {
         for (name, var) in &vars {
@@ -151,9 +158,7 @@ pub(crate) fn load_checkpoint(
         }
         Ok(())
     })?;
-    let opt: BTreeMap<String, Tensor> = Tensor::read_safetensors(dir.join(OPTIMIZER_FILE))?
-        .into_iter()
-        .collect();
+    let opt = read_tensors(OPTIMIZER_FILE)?;
     optimizer
         .load_state(&opt)
         .map_err(|e| resume_error(e.to_string()))?;

@@ -29,10 +29,11 @@ pub enum TrainError {
         #[source]
         source: std::io::Error,
     },
-    /// Serialising or parsing JSON state (trainer state, logs).
+    /// Serialising JSON state (trainer state, log lines).
     #[error(transparent)]
     Json(#[from] serde_json::Error),
-    /// A data line that cannot be used: file, 1-based line (or record) number and why.
+    /// A line that cannot be used, of a data file or of a checkpoint's `trainer_state.json`: file,
+    /// 1-based line (or record) number and why (bad JSON, CSV or UTF-8, a missing field, ...).
     #[error("{path}:{line}: {reason}")]
     Data {
         path: PathBuf,

@@ -6,7 +6,7 @@ use std::path::Path;
 use convbert_tokenizer::ConvBertTokenizer;
 use serde::Deserialize;
 
-use super::reader::{data_error, read_jsonl};
+use super::reader::{data_error, read_jsonl, read_text};
 use super::{
     label_index, sorted_label_names, truncating, DataOptions, Dataset, Encoded, Example, Target,
     Task,
@@ -36,7 +36,9 @@ fn read_records(path: &Path) -> Result<Vec<(usize, Record)>> {
     if !is_csv {
         return read_jsonl(path);
     }
-    let mut reader = csv::Reader::from_path(path).map_err(|e| data_error(path, 1, e))?;
+    // Decoded up front, so that invalid UTF-8 is reported like in the other readers.
+    let text = read_text(path)?;
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
     let headers = reader
         .headers()
         .map_err(|e| data_error(path, 1, e))?

@@ -14,6 +14,8 @@ use convbert_tokenizer::{ConvBertTokenizer, EncodeOptions, Encoding, TruncationS
 
 use crate::error::{Result, TrainError};
 
+pub(crate) use reader::{data_error, read_text};
+
 pub use classification::read_classification;
 pub use multiple_choice::read_multiple_choice;
 pub use question_answering::{read_squad, SquadFeature};

@@ -8,7 +8,7 @@ use std::path::Path;
 use convbert_tokenizer::ConvBertTokenizer;
 use serde::Deserialize;
 
-use super::reader::data_error;
+use super::reader::{data_error, read_text};
 use super::{DataOptions, Dataset, Encoded, Example, Target, Task};
 use crate::error::{Result, TrainError};
 
@@ -66,7 +66,7 @@ pub fn read_squad(
     tokenizer: &ConvBertTokenizer,
     options: &DataOptions,
 ) -> Result<Dataset> {
-    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+    let text = read_text(path)?;
     let squad: Squad = serde_json::from_str(&text).map_err(|e| data_error(path, e.line(), e))?;
     let cfg = tokenizer.config();
     let id = |t: &str| tokenizer.vocab().token_to_id(t).map(i64::from);

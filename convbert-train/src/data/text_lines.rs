@@ -5,9 +5,9 @@ use std::path::Path;
 
 use convbert_tokenizer::ConvBertTokenizer;
 
-use super::reader::data_error;
+use super::reader::{data_error, read_text};
 use super::{truncating, DataOptions, Dataset, Encoded, Example, Target, Task};
-use crate::error::{Result, TrainError};
+use crate::error::Result;
 
 /// Reads a text file for MLM.
 pub fn read_text_lines(
@@ -15,7 +15,7 @@ pub fn read_text_lines(
     tokenizer: &ConvBertTokenizer,
     options: &DataOptions,
 ) -> Result<Dataset> {
-    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+    let text = read_text(path)?;
     let opts = truncating(options.max_length);
     let mut examples = Vec::new();
     for (i, line) in text.lines().enumerate() {
