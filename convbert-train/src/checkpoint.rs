@@ -3,6 +3,8 @@
 //! (step, seed, log history), as HF Trainer's do. Each is written to a temporary directory and
 //! renamed into place, so a crash never leaves a half-written checkpoint; older ones beyond
 //! `save_total_limit` are removed.
+//! Floats are written in their shortest round-trip form and parsed exactly (serde_json's
+//! `float_roundtrip`), so a resumed run logs the same values as an uninterrupted one.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -51,6 +53,10 @@ pub struct TrainerState {
     pub seed: u64,
     /// Every log entry so far.
     pub log_history: Vec<LogEntry>,
+    /// Training losses of the steps since the last log entry (their mean is the next entry's
+    /// `loss`), so that a run resumed between two log entries logs what an uninterrupted one does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unlogged_losses: Vec<f64>,
     /// The fp16 loss scaler's state, when training with fp16.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grad_scaler: Option<GradScaler>,

@@ -158,6 +158,7 @@ pub fn train(
         max_steps,
         seed: args.seed,
         log_history: Vec::new(),
+        unlogged_losses: Vec::new(),
         grad_scaler: (args.mixed_precision == MixedPrecision::Fp16).then(GradScaler::default),
     };
     if let Some(dir) = &args.resume_from {
@@ -198,7 +199,7 @@ pub fn train(
             .map(|(n, _)| format!("eval_{n}"))
     };
     let (mut epoch_cache, mut order): (Option<usize>, Vec<usize>) = (None, Vec::new());
-    let (mut since_log, mut window_examples, mut window_time) = (Vec::new(), 0usize, 0.0f64);
+    let (mut window_examples, mut window_time) = (0usize, 0.0f64);
     let (mut all_losses, mut total_examples, mut total_time) = (Vec::new(), 0usize, 0.0f64);
     let mut last_eval = None;
     let start_step = state.global_step;
@@ -246,7 +247,7 @@ pub fn train(
         drop(autocast);
         let secs = started.elapsed().as_secs_f64();
         state.global_step = step + 1;
-        since_log.push(outcome.loss);
+        state.unlogged_losses.push(outcome.loss);
         all_losses.push(outcome.loss);
         (window_examples, window_time) = (window_examples + examples, window_time + secs);
         (total_examples, total_time) = (total_examples + examples, total_time + secs);
@@ -255,16 +256,17 @@ pub fn train(
         let epoch = (done * accum) as f64 / per_epoch as f64;
         let mut entry = None;
         if done.is_multiple_of(args.logging_steps.max(1)) || last {
+            let unlogged = &state.unlogged_losses;
             entry = Some(LogEntry {
                 step: done,
                 epoch,
-                loss: Some(since_log.iter().sum::<f64>() / since_log.len() as f64),
+                loss: Some(unlogged.iter().sum::<f64>() / unlogged.len() as f64),
                 learning_rate: Some(outcome.lr),
                 grad_norm: Some(outcome.grad_norm).filter(|g| g.is_finite()),
                 examples_per_second: Some(window_examples as f64 / window_time.max(1e-9)),
                 eval: Default::default(),
             });
-            since_log.clear();
+            state.unlogged_losses.clear();
             (window_examples, window_time) = (0, 0.0);
         }
         if let Some(data) = eval.filter(|_| {
