@@ -2,7 +2,7 @@
 //! model.safetensors), `optimizer.safetensors` (AdamW moments and steps) and `trainer_state.json`
 //! (step, seed, log history), as HF Trainer's do. Each is written to a temporary directory and
 //! renamed into place, so a crash never leaves a half-written checkpoint; older ones beyond
-//! `save_total_limit` are removed.
+//! `save_total_limit` are renamed away, then removed, so a crash never leaves a half-removed one.
 //! Floats are written in their shortest round-trip form and parsed exactly (serde_json's
 //! `float_roundtrip`), so a resumed run logs the same values as an uninterrupted one.
 
@@ -16,6 +16,7 @@ use crate::data::{data_error, read_text};
 use crate::error::{Result, TrainError};
 use crate::model::TaskModel;
 use crate::optimizer::AdamW;
+use crate::output_dir::discard_dir;
 use crate::precision::GradScaler;
 
 /// One logged step: the JSONL log line and a `log_history` entry.
@@ -93,14 +94,13 @@ pub(crate) fn save_checkpoint(
     std::fs::write(tmp.join(STATE_FILE), json)
         .map_err(|e| TrainError::io(tmp.join(STATE_FILE), e))?;
     if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
+        discard_dir(&dir)?;
     }
     std::fs::rename(&tmp, &dir).map_err(|e| TrainError::io(&dir, e))?;
     if let Some(keep) = keep {
         let mut all = checkpoints(output_dir)?;
         while all.len() > keep.max(1) {
-            let old = all.remove(0);
-            std::fs::remove_dir_all(&old).map_err(|e| TrainError::io(&old, e))?;
+            discard_dir(&all.remove(0))?;
         }
     }
     Ok(dir)

@@ -51,6 +51,10 @@ pub enum TrainError {
     /// A dataset with no usable example.
     #[error("{0}: the dataset is empty")]
     EmptyDataset(PathBuf),
+    /// A new run into a directory that holds files, likely an earlier run's: its checkpoints and
+    /// log would be mixed with the new run's (see `TrainingArgs::overwrite_output_dir`).
+    #[error("the output directory {0} is not empty; use another, resume from one of its checkpoints or overwrite it")]
+    OutputDirNotEmpty(PathBuf),
     /// A training argument that cannot work.
     #[error("argument `{name}`: {reason}")]
     Argument { name: &'static str, reason: String },

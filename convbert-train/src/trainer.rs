@@ -23,6 +23,7 @@ use crate::error::{Result, TrainError};
 use crate::evaluate::{evaluate, EvalResult};
 use crate::model::TaskModel;
 use crate::optimizer::{AdamW, AdamWConfig};
+use crate::output_dir::prepare_output_dir;
 use crate::precision::{Autocast, GradScaler, MixedPrecision};
 use crate::schedule::{LinearSchedule, Warmup};
 use crate::step::step_with;
@@ -69,8 +70,12 @@ pub struct TrainingArgs {
     pub mixed_precision: MixedPrecision,
     /// Show a progress bar (only when stderr is a terminal).
     pub progress: bool,
-    /// A `checkpoint-<step>` directory to resume from.
+    /// A `checkpoint-<step>` directory to resume from (the output directory may then hold files).
     pub resume_from: Option<PathBuf>,
+    /// Let a new run use a non-empty output directory (refused otherwise): the earlier run's
+    /// `checkpoint-*` directories, final model (config.json, model.safetensors), train_log.jsonl
+    /// and loss_curve.svg are removed first; other files stay. Not with `resume_from`.
+    pub overwrite_output_dir: bool,
 }
 
 impl Default for TrainingArgs {
@@ -96,6 +101,7 @@ impl Default for TrainingArgs {
             mixed_precision: MixedPrecision::No,
             progress: true,
             resume_from: None,
+            overwrite_output_dir: false,
         }
     }
 }
@@ -124,7 +130,8 @@ fn mix(seed: u64, salt: u64) -> u64 {
 }
 
 /// Trains `model` on `train`, evaluating on `eval`; writes checkpoints, `train_log.jsonl`,
-/// `loss_curve.svg` and the final model (config.json + model.safetensors) into `output_dir`.
+/// `loss_curve.svg` and the final model (config.json + model.safetensors) into `output_dir`,
+/// which must be empty unless the run resumes or overwrites ([`crate::check_output_dir`]).
 /// Dropout draws from libtorch's global generator, seeded per step: one run per process at a time.
 pub fn train(
     model: &TaskModel,
@@ -142,7 +149,7 @@ pub fn train(
         tch::set_num_threads(t as i32);
     }
     let out_dir = &args.output_dir;
-    std::fs::create_dir_all(out_dir).map_err(|e| TrainError::io(out_dir, e))?;
+    prepare_output_dir(args)?;
     let accum = args.gradient_accumulation_steps;
     let per_epoch = train.len().div_ceil(args.train_batch_size);
     let max_steps = args

@@ -48,6 +48,10 @@ impl TrainingArgs {
             check(v > 0, name, "at least 1", v)?;
         }
         self.mixed_precision.validate(self.device)?;
+        if self.overwrite_output_dir && self.resume_from.is_some() {
+            let reason = "would remove the checkpoints that resume_from continues; give only one";
+            return Err(TrainError::argument("overwrite_output_dir", reason));
+        }
         if self.max_steps == Some(0) || (self.max_steps.is_none() && self.num_train_epochs == 0) {
             return Err(TrainError::argument("max_steps", "no step to take"));
         }

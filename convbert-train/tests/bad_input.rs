@@ -1,7 +1,7 @@
 //! Bad input gives typed errors: malformed records name their file and line, an unknown label is
 //! reported, an empty dataset is refused, a NaN/negative learning rate is rejected before anything
-//! is written, and a NaN loss or gradient stops training before any weight changes, leaving the
-//! checkpoints already written untouched.
+//! is written, and a NaN loss (here in a run resumed from a poisoned checkpoint) or gradient stops
+//! training before any weight changes, leaving the checkpoints already written untouched.
 
 mod common;
 
@@ -307,11 +307,25 @@ fn a_nan_loss_stops_before_the_update_and_keeps_the_checkpoints() {
     let dir = temp_dir("nan");
     let (data, model) = classification_setup(&dir);
     let out = dir.join("run");
-    train(&model, &data, None, &collator(false), &args(&out, 2)).expect("first run");
+    train(&model, &data, None, &collator(false), &args(&out, 4)).expect("first run");
+
+    // A NaN classifier bias in checkpoint-2 makes every loss of a run resumed from it NaN.
+    let weights_file = out.join("checkpoint-2/model.safetensors");
+    let mut tensors = Tensor::read_safetensors(&weights_file).expect("read");
+    let mut poisoned = Vec::new();
+    for (name, t) in &mut tensors {
+        if name.starts_with("classifier") && name.ends_with("bias") {
+            *t = t.full_like(f64::NAN);
+            poisoned.push(name.clone());
+        }
+    }
+    assert!(!poisoned.is_empty());
+    Tensor::write_safetensors(&tensors, &weights_file).expect("write");
     let files = [
         "checkpoint-2/model.safetensors",
         "checkpoint-2/optimizer.safetensors",
         "checkpoint-2/trainer_state.json",
+        "checkpoint-4/model.safetensors",
         "model.safetensors",
     ];
     let before: Vec<Vec<u8>> = files
@@ -319,30 +333,24 @@ fn a_nan_loss_stops_before_the_update_and_keeps_the_checkpoints() {
         .map(|f| std::fs::read(out.join(f)).expect(f))
         .collect();
 
-    // A NaN classifier bias makes every loss NaN.
-    let poisoned: Vec<String> = tch::no_grad(|| {
-        let mut names = Vec::new();
-        for (name, mut var) in model.var_store().variables() {
-            if name.starts_with("classifier") && name.ends_with("bias") {
-                let _ = var.fill_(f64::NAN);
-                names.push(name);
-            }
+    let resumed = model_for_resume();
+    let resume = TrainingArgs {
+        resume_from: Some(out.join("checkpoint-2")),
+        ..args(&out, 4)
+    };
+    match train(&resumed, &data, None, &collator(false), &resume) {
+        Err(e @ TrainError::NonFiniteLoss { step: 2, .. }) => {
+            assert!(e.to_string().contains("NaN at step 2"), "{e}")
         }
-        names
-    });
-    assert!(!poisoned.is_empty());
-    let weights = snapshot(&model);
-    match train(&model, &data, None, &collator(false), &args(&out, 4)) {
-        Err(e @ TrainError::NonFiniteLoss { step: 0, .. }) => {
-            assert!(e.to_string().contains("NaN at step 0"), "{e}")
-        }
-        other => panic!("expected a non-finite loss at step 0, got {other:?}"),
+        other => panic!("expected a non-finite loss at step 2, got {other:?}"),
     }
-    for ((name, old), (_, new)) in weights.iter().zip(snapshot(&model)) {
-        let same = if poisoned.contains(name) {
+    // The weights are checkpoint-2's: nothing was updated.
+    for (name, new) in snapshot(&resumed) {
+        let old = tensors.iter().find(|(n, _)| *n == name).expect(&name);
+        let same = if poisoned.contains(&name) {
             bool::try_from(new.isnan().all()).expect("bool")
         } else {
-            old.equal(&new)
+            old.1.equal(&new)
         };
         assert!(same, "{name} changed");
     }
@@ -356,12 +364,26 @@ fn a_nan_loss_stops_before_the_update_and_keeps_the_checkpoints() {
         .iter()
         .filter_map(|p| Some(p.file_name()?.to_str()?.to_string()))
         .collect();
-    assert_eq!(names, ["checkpoint-1", "checkpoint-2"]);
+    assert_eq!(
+        names,
+        [
+            "checkpoint-1",
+            "checkpoint-2",
+            "checkpoint-3",
+            "checkpoint-4"
+        ]
+    );
     let stray = std::fs::read_dir(&out)
         .expect("dir")
         .filter_map(|e| e.ok())
-        .any(|e| e.file_name().to_string_lossy().starts_with(".tmp"));
+        .any(|e| e.file_name().to_string_lossy().starts_with('.'));
     assert!(!stray, "a temporary directory was left behind");
+}
+
+/// A fresh model of `classification_setup`'s shape (its weights come from the checkpoint).
+fn model_for_resume() -> TaskModel {
+    let config = tiny_config(r#", "num_labels": 3"#);
+    TaskModel::from_config(Task::TextClassification, config, Device::Cpu).expect("model")
 }
 
 #[test]
