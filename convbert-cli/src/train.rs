@@ -1,7 +1,9 @@
 //! `convbert train`: fine-tunes a ConvBERT head (or trains one from a config) on a task's data with
 //! `convbert-train` (HF Trainer parity), writing checkpoints, `train_log.jsonl`, `loss_curve.svg`,
 //! the final model and the tokenizer's vocab.txt into `--output`; prints a JSON summary.
+//! A new run refuses a non-empty `--output` unless `--resume-from` or `--overwrite-output-dir`.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -9,7 +11,8 @@ use convbert_model::{checkpoint, ConvBertConfig};
 use convbert_tokenizer::{ConvBertTokenizer, TokenizerConfig};
 use convbert_train::data::{read_dataset, DataOptions, Task};
 use convbert_train::{
-    train, AdamWConfig, Collator, MixedPrecision, MlmMasking, TaskModel, TrainingArgs, Warmup,
+    check_output_dir, train, AdamWConfig, Collator, MixedPrecision, MlmMasking, TaskModel,
+    TrainError, TrainingArgs, Warmup,
 };
 use serde_json::{json, Map, Value};
 use tch::Device;
@@ -37,9 +40,14 @@ pub struct TrainArgs {
     /// Evaluation data, same format
     #[arg(long)]
     eval: Option<PathBuf>,
-    /// Output directory
+    /// Output directory; must be empty (or absent) unless --resume-from or --overwrite-output-dir
     #[arg(long)]
     output: PathBuf,
+    /// Train into a non-empty --output: first remove its earlier run's checkpoint-* directories,
+    /// final model (config.json, model.safetensors), train_log.jsonl and loss_curve.svg; other
+    /// files stay
+    #[arg(long, conflicts_with = "resume_from")]
+    overwrite_output_dir: bool,
     #[arg(long, default_value_t = 5e-5)]
     learning_rate: f64,
     #[arg(long, default_value_t = 0.0)]
@@ -110,7 +118,31 @@ pub struct TrainArgs {
 
 /// Runs `convbert train`; errors go to stderr with exit code 1 (2 for bad arguments).
 pub fn main(args: &TrainArgs) -> ExitCode {
-    exit_code(run(args).map(|summary| println!("{summary}")))
+    exit_code(run(args).and_then(|summary| print_summary(&summary)))
+}
+
+/// Writes the summary line to stdout. A closed stdout (`convbert train ... | head -0`) ends the
+/// command quietly: everything is saved by then, and nobody reads the summary.
+fn print_summary(summary: &str) -> CliResult {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{summary}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError::failed(format!(
+            "writing the summary to stdout: {e}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// A usage error (exit 2) for a bad argument or a non-empty output directory, in flag names.
+fn usage(e: TrainError) -> CliError {
+    match e {
+        TrainError::OutputDirNotEmpty(dir) => CliError::Usage(format!(
+            "--output {} is not empty (an earlier run?): give another directory, --resume-from \
+             one of its checkpoints, or --overwrite-output-dir",
+            dir.display()
+        )),
+        other => CliError::Usage(other.to_string()),
+    }
 }
 
 fn load_tokenizer(
@@ -207,15 +239,17 @@ fn training_args(a: &TrainArgs, device: Device) -> TrainingArgs {
         },
         progress: !a.no_progress,
         resume_from: a.resume_from.clone(),
+        overwrite_output_dir: a.overwrite_output_dir,
     }
 }
 
 fn run(a: &TrainArgs) -> CliResult<String> {
-    let task = Task::parse(&a.task).map_err(|e| CliError::Usage(e.to_string()))?;
+    let task = Task::parse(&a.task).map_err(usage)?;
     let device = parse_device(&a.device)?;
     let args = training_args(a, device);
-    args.validate()
-        .map_err(|e| CliError::Usage(e.to_string()))?;
+    args.validate().map_err(usage)?;
+    // Before reading data or building the model: a refused directory costs nothing.
+    check_output_dir(&args).map_err(usage)?;
     let model_dir = a
         .model
         .as_deref()
@@ -279,7 +313,10 @@ fn run(a: &TrainArgs) -> CliResult<String> {
         },
     };
     let out =
-        train(&model, &train_set, eval_set.as_ref(), &collator, &args).map_err(CliError::failed)?;
+        train(&model, &train_set, eval_set.as_ref(), &collator, &args).map_err(|e| match e {
+            TrainError::OutputDirNotEmpty(_) => usage(e),
+            other => CliError::failed(other),
+        })?;
     tokenizer
         .save_vocabulary(&a.output, None)
         .map_err(CliError::failed)?;

@@ -1,7 +1,8 @@
 //! End-to-end `convbert train`: the built binary trains a tiny classifier from a config on a
 //! generated task for a few steps; the output directory holds a model `convbert classify` loads,
 //! the JSONL log, a well-formed SVG curve and only the newest checkpoints; bad input exits 1 with
-//! one line on stderr, bad usage exits 2.
+//! one line on stderr, bad usage (a non-empty output directory included) exits 2; a closed stdout
+//! ends the command quietly; a resumed run logs what an uninterrupted one does.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -390,4 +391,211 @@ fn documented_example(precision: Option<&str>) {
         .filter(|n| n.starts_with("checkpoint-"))
         .collect();
     assert_eq!(checkpoints, ["checkpoint-96"]);
+}
+
+/// A short run of the tiny classifier of `setup(dir)` into `out`: `steps` steps, a checkpoint
+/// every 2, a log line every step.
+fn tiny_run(dir: &Path, out: &Path, steps: &str) -> Vec<String> {
+    let files = ["config.json", "vocab.txt", "train.jsonl"].map(|f| p(&dir.join(f)).to_string());
+    let [config, vocab, train] = files;
+    [
+        "train",
+        "--task",
+        "text-classification",
+        "--config",
+        &config,
+        "--tokenizer",
+        &vocab,
+        "--train",
+        &train,
+        "--output",
+        p(out),
+        "--max-steps",
+        steps,
+        "--save-steps",
+        "2",
+        "--logging-steps",
+        "1",
+        "--max-length",
+        "16",
+        "--threads",
+        "1",
+        "--no-progress",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn run_args(args: &[String]) -> Output {
+    convbert(&args.iter().map(String::as_str).collect::<Vec<_>>(), "")
+}
+
+fn sorted_entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly_after_saving() {
+    let dir = setup("pipe");
+    let out_dir = dir.join("out");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_convbert"))
+        .args(tiny_run(&dir, &out_dir, "2"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn convbert");
+    // The reader goes away long before the summary is printed, after training (`| true`).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let err = stderr(&out);
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe"),
+        "{err}"
+    );
+    assert!(err.is_empty(), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    for f in [
+        "model.safetensors",
+        "config.json",
+        "vocab.txt",
+        "train_log.jsonl",
+    ] {
+        assert!(out_dir.join(f).is_file(), "{f} not saved");
+    }
+}
+
+#[test]
+fn a_new_run_refuses_a_non_empty_output_directory() {
+    let dir = setup("nonempty");
+    let out_dir = dir.join("out");
+    let first = run_args(&tiny_run(&dir, &out_dir, "4"));
+    assert!(first.status.success(), "{}", stderr(&first));
+    let before = sorted_entries(&out_dir);
+    let log = std::fs::read(out_dir.join("train_log.jsonl")).expect("log");
+
+    let again = run_args(&tiny_run(&dir, &out_dir, "3"));
+    let err = stderr(&again);
+    assert_eq!(again.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: --output ") && err.contains(p(&out_dir)),
+        "{err}"
+    );
+    assert!(err.contains("--overwrite-output-dir"), "{err}");
+    assert!(again.stdout.is_empty());
+    assert_eq!(
+        sorted_entries(&out_dir),
+        before,
+        "a refused run changed the directory"
+    );
+    assert_eq!(
+        std::fs::read(out_dir.join("train_log.jsonl")).expect("log"),
+        log
+    );
+
+    let mut both = tiny_run(&dir, &out_dir, "4");
+    both.extend(["--overwrite-output-dir", "--resume-from"].map(String::from));
+    both.push(p(&out_dir.join("checkpoint-2")).into());
+    let refused = run_args(&both);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert_eq!(sorted_entries(&out_dir), before);
+
+    // Overwriting: the earlier run's checkpoint-4 and log lines are gone, not mixed in.
+    let mut overwrite = tiny_run(&dir, &out_dir, "3");
+    overwrite.push("--overwrite-output-dir".into());
+    let out = run_args(&overwrite);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let checkpoints: Vec<String> = sorted_entries(&out_dir)
+        .into_iter()
+        .filter(|n| n.starts_with("checkpoint-") || n.starts_with('.'))
+        .collect();
+    assert_eq!(checkpoints, ["checkpoint-2", "checkpoint-3"]);
+    let log = std::fs::read_to_string(out_dir.join("train_log.jsonl")).expect("log");
+    assert_eq!(log.lines().count(), 3, "{log}");
+}
+
+/// The tiny fine-tuning config of docs/finetune: 8 steps straight, and 4 steps then a resume
+/// from checkpoint-4 into the same directory, log the same lines, to the last digit (the
+/// wall-clock examples_per_second aside).
+#[test]
+fn a_resumed_run_logs_what_an_uninterrupted_run_logs() {
+    let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/finetune");
+    let out_dir = setup("resume-log").join("out");
+    let (config, train, eval) = (
+        docs.join("config.json"),
+        docs.join("train.jsonl"),
+        docs.join("eval.jsonl"),
+    );
+    let args = [
+        "train",
+        "--task",
+        "text-classification",
+        "--config",
+        p(&config),
+        "--train",
+        p(&train),
+        "--eval",
+        p(&eval),
+        "--output",
+        p(&out_dir),
+        "--max-steps",
+        "8",
+        "--batch-size",
+        "16",
+        "--learning-rate",
+        "3e-3",
+        "--warmup-ratio",
+        "0.1",
+        // Log lines at 3, 6 and 8, evaluations at 4 and 8: the resume at 4 falls between logs.
+        "--logging-steps",
+        "3",
+        "--eval-steps",
+        "4",
+        "--save-steps",
+        "4",
+        "--seed",
+        "42",
+        "--threads",
+        "1",
+        "--no-progress",
+    ];
+    let straight = convbert(&args, "");
+    assert!(straight.status.success(), "{}", stderr(&straight));
+    let log = || {
+        let text = std::fs::read_to_string(out_dir.join("train_log.jsonl")).expect("log");
+        text.lines()
+            .map(|l| {
+                let mut entry: Value = serde_json::from_str(l).expect("log line");
+                entry
+                    .as_object_mut()
+                    .expect("object")
+                    .remove("examples_per_second");
+                entry.to_string()
+            })
+            .collect::<Vec<_>>()
+    };
+    let expected = log();
+    let steps: Vec<_> = expected
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).expect("json")["step"].clone())
+        .collect();
+    assert_eq!(steps, [3, 4, 6, 8]);
+
+    // Interrupted after step 4: its later checkpoint and final model never happened.
+    std::fs::remove_dir_all(out_dir.join("checkpoint-8")).expect("rm checkpoint-8");
+    std::fs::remove_file(out_dir.join("model.safetensors")).expect("rm model");
+    let mut resume = args.to_vec();
+    let from = out_dir.join("checkpoint-4");
+    resume.extend(["--resume-from", p(&from)]);
+    let resumed = convbert(&resume, "");
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    let summary: Value = serde_json::from_slice(&resumed.stdout).expect("summary");
+    assert_eq!(summary["global_step"], 8);
+    assert_eq!(log(), expected);
 }
