@@ -118,7 +118,8 @@ impl ConvBertTokenizerFast {
         Ok((e.get_ids().to_vec(), e.get_offsets().to_vec()))
     }
 
-    /// Encodes one text; overflow windows (with stride) come back in `Encoding::overflowing`.
+    /// Encodes one text; with `return_overflowing_tokens`, overflow windows (with stride) come
+    /// back in `Encoding::overflowing`.
     pub fn encode(&self, text: &str, opts: &EncodeOptions) -> Result<Encoding> {
         self.encode_batch(&[text], None, opts)?
             .pop()
@@ -263,7 +264,16 @@ impl ConvBertTokenizerFast {
     }
 }
 
+/// Rows above which the overflow windows of a pair truncated `longest_first` are refused: every
+/// window of one side is paired with every window of the other, so two long texts would need
+/// memory quadratic in their length (two 1000-token texts cut to 8 tokens: 166,000 rows).
+const MAX_PAIR_OVERFLOW_ROWS: usize = 1 << 14;
+
 /// `truncate_encodings`, after checking what would make the backend panic (`stride >= max_len`).
+/// Without `return_overflowing_tokens` the overflow is dropped before the post-processor merges a
+/// pair (its merge pairs every window of one side with every window of the other: memory
+/// quadratic in the texts' length); with it, a pair whose cross product of windows is too large
+/// is an error instead.
 fn truncate(
     a: tokenizers::Encoding,
     b: Option<tokenizers::Encoding>,
@@ -278,6 +288,11 @@ fn truncate(
         TruncationStrategy::LongestFirst => HfTrunc::LongestFirst,
         TruncationStrategy::OnlyFirst => HfTrunc::OnlyFirst,
         TruncationStrategy::OnlySecond => HfTrunc::OnlySecond,
+    };
+    let direction = if opts.truncation_side == Side::Left {
+        TruncationDirection::Left
+    } else {
+        TruncationDirection::Right
     };
     if budget > 0 && total > budget {
         let targets: Vec<(usize, usize)> = match (strategy, lb) {
@@ -309,18 +324,49 @@ fn truncate(
                 opts.stride
             )));
         }
+        if let (true, HfTrunc::LongestFirst, [(la, n1), (lb, n2)]) =
+            (opts.return_overflowing_tokens, strategy, &targets[..])
+        {
+            let rows = windows(*la, *n1, opts.stride) * windows(*lb, *n2, opts.stride);
+            if rows > MAX_PAIR_OVERFLOW_ROWS {
+                return Err(TokenizerError::Options(format!(
+                    "overflow windows of a pair truncated longest_first: {rows} rows of {} tokens; \
+                     truncate only_first or only_second instead",
+                    n1 + n2
+                )));
+            }
+        }
+    }
+    if !opts.return_overflowing_tokens {
+        // The kept tokens do not depend on the stride: cut with none, drop the windows unmerged.
+        let params = TruncationParams {
+            direction,
+            max_length: budget,
+            strategy,
+            stride: 0,
+        };
+        let (mut a, mut b) = truncate_encodings(a, b, &params).map_err(backend)?;
+        a.take_overflowing();
+        if let Some(b) = b.as_mut() {
+            b.take_overflowing();
+        }
+        return Ok((a, b));
     }
     let params = TruncationParams {
-        direction: if opts.truncation_side == Side::Left {
-            TruncationDirection::Left
-        } else {
-            TruncationDirection::Right
-        },
+        direction,
         max_length: budget,
         strategy,
         stride: opts.stride,
     };
     truncate_encodings(a, b, &params).map_err(backend)
+}
+
+/// The number of windows `Encoding::truncate` cuts `len` tokens into (`max_len > stride`).
+fn windows(len: usize, max_len: usize, stride: usize) -> usize {
+    if max_len == 0 || max_len >= len {
+        return 1;
+    }
+    1 + (len - max_len).div_ceil(max_len - stride)
 }
 
 fn convert(e: tokenizers::Encoding, offsets: bool) -> Encoding {

@@ -61,14 +61,20 @@ pub(crate) fn truncate_sequences(
             return a.cut(n, stride, side);
         }
         (TruncationStrategy::LongestFirst, Some(b)) => {
-            // One token at a time from the longer sequence; ties go to the second one.
-            for _ in 0..n {
-                if a.ids.len() > b.ids.len() {
-                    a.remove(1, side);
-                } else {
-                    b.remove(1, side);
-                }
-            }
+            // Python removes one token at a time from the longer sequence, ties going to the
+            // second one: the longer one first loses the difference, then they alternate, the
+            // second one first. Counted here in one step (one drain per side, not one per token).
+            let (la, lb) = (a.ids.len(), b.ids.len());
+            let (mut from_a, mut from_b) = if la > lb {
+                ((la - lb).min(n), 0)
+            } else {
+                (0, (lb - la).min(n))
+            };
+            let rest = n - from_a - from_b;
+            from_a += rest / 2;
+            from_b += rest - rest / 2;
+            a.remove(from_a, side);
+            b.remove(from_b, side);
         }
         (TruncationStrategy::OnlySecond, Some(b)) if b.ids.len() > n => {
             return b.cut(n, stride, side);
@@ -76,4 +82,43 @@ pub(crate) fn truncate_sequences(
         _ => {}
     }
     Vec::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seq(n: usize) -> Seq {
+        Seq {
+            ids: (0..n as u32).collect(),
+            offsets: Vec::new(),
+        }
+    }
+
+    /// Python's loop, one token at a time.
+    fn one_at_a_time(mut la: usize, mut lb: usize, n: usize) -> (usize, usize) {
+        for _ in 0..n {
+            if la > lb {
+                la -= 1;
+            } else {
+                lb = lb.saturating_sub(1);
+            }
+        }
+        (la, lb)
+    }
+
+    #[test]
+    fn longest_first_in_one_step_equals_one_token_at_a_time() {
+        for la in 0..9 {
+            for lb in 0..9 {
+                for n in 0..20 {
+                    let (mut a, mut b) = (seq(la), seq(lb));
+                    let strategy = TruncationStrategy::LongestFirst;
+                    truncate_sequences(&mut a, Some(&mut b), n, strategy, 0, Side::Right);
+                    let got = (a.ids.len(), b.ids.len());
+                    assert_eq!(got, one_at_a_time(la, lb, n), "{la} {lb} {n}");
+                }
+            }
+        }
+    }
 }

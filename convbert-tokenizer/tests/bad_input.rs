@@ -2,7 +2,8 @@
 mod common;
 
 use convbert_tokenizer::{
-    ConvBertTokenizer, ConvBertTokenizerFast, EncodeOptions, TokenizerConfig, TokenizerError, Vocab,
+    ConvBertTokenizer, ConvBertTokenizerFast, EncodeOptions, Side, TokenizerConfig, TokenizerError,
+    TruncationStrategy, Vocab,
 };
 use std::time::Instant;
 
@@ -107,4 +108,85 @@ fn ten_megabyte_line_is_linear() {
             .expect("fast"),
         [1]
     );
+}
+
+/// 800 words of plain English, about 1000 tokens.
+fn long_text(seed: usize) -> String {
+    let words = [
+        "the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "while", "river", "banks",
+        "flood",
+    ];
+    (0..800)
+        .map(|i| words[(i * 7 + seed) % words.len()])
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn long_pair_truncation_is_bounded_and_fast_equals_slow() {
+    let (slow, fast) = common::tokenizers("uncased");
+    let (a, b) = (long_text(0), long_text(5));
+    let t0 = Instant::now();
+    // Even budgets (max_length - 3): on an odd one Python's slow and fast tokenizers differ by
+    // one token between the sides (slow gives the tie's extra token to the first text).
+    for max_length in [5, 9, 17, 129] {
+        for truncation in [
+            TruncationStrategy::LongestFirst,
+            TruncationStrategy::OnlyFirst,
+            TruncationStrategy::OnlySecond,
+        ] {
+            for side in [Side::Right, Side::Left] {
+                let opts = EncodeOptions {
+                    truncation,
+                    max_length: Some(max_length),
+                    truncation_side: side,
+                    ..EncodeOptions::default()
+                };
+                let case = format!("{max_length} {truncation:?} {side:?}");
+                // Where one side alone cannot absorb the cut, Python's fast tokenizer errors and
+                // its slow one logs and keeps everything: only longest_first always compares.
+                let f = match fast.encode_pair(&a, &b, &opts) {
+                    Ok(f) => f,
+                    Err(_) if truncation != TruncationStrategy::LongestFirst => continue,
+                    Err(e) => panic!("{case}: {e}"),
+                };
+                let s = slow.encode_pair(&a, &b, &opts).expect("slow");
+                assert_eq!(s.ids.len(), max_length, "{case}");
+                assert_eq!(s.ids, f.ids, "{case}");
+                assert_eq!(s.type_ids, f.type_ids, "{case}");
+                assert!(f.overflowing.is_empty(), "{case}: overflow not asked for");
+            }
+        }
+    }
+    // The backend's pair merge would build ~250,000 windows of 5 tokens per call here.
+    assert!(t0.elapsed().as_secs() < 10, "{:?}", t0.elapsed());
+}
+
+#[test]
+fn long_pair_overflow_windows_are_refused_not_quadratic() {
+    let (slow, fast) = common::tokenizers("uncased");
+    let (a, b) = (long_text(0), long_text(5));
+    let mut opts = EncodeOptions {
+        truncation: TruncationStrategy::LongestFirst,
+        max_length: Some(8),
+        return_overflowing_tokens: true,
+        ..EncodeOptions::default()
+    };
+    // Python's slow tokenizer refuses overflow of a pair truncated longest_first; the fast one
+    // would return every window of one side with every window of the other.
+    assert!(matches!(
+        slow.encode_pair(&a, &b, &opts),
+        Err(TokenizerError::Options(_))
+    ));
+    let t0 = Instant::now();
+    assert!(matches!(
+        fast.encode_pair(&a, &b, &opts),
+        Err(TokenizerError::Options(m)) if m.contains("only_first or only_second")
+    ));
+    assert!(t0.elapsed().as_secs() < 5, "{:?}", t0.elapsed());
+    // One side's windows stay linear: every window of the second text with the whole first one.
+    opts.truncation = TruncationStrategy::OnlySecond;
+    opts.max_length = Some(1100);
+    let f = fast.encode_pair(&a, &b, &opts).expect("fast");
+    assert!(!f.overflowing.is_empty() && f.overflowing.len() < 100);
 }
