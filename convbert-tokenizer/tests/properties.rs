@@ -105,24 +105,64 @@ fn check_offsets(text: &str, offsets: &[(usize, usize)]) -> Result<(), TestCaseE
     Ok(())
 }
 
+/// Every call on `text` (and the pair) returns without panicking; token offsets are in bounds, on
+/// character boundaries and non-decreasing.
+fn never_panics(text: &str, pair: &str, opts: &EncodeOptions) -> Result<(), TestCaseError> {
+    let (slow, fast) = uncased();
+    for enc in [slow.encode(text, opts), slow.encode_pair(text, pair, opts)]
+        .into_iter()
+        .flatten()
+    {
+        prop_assert_eq!(enc.ids.len(), enc.attention_mask.len());
+    }
+    for enc in [fast.encode(text, opts), fast.encode_pair(text, pair, opts)]
+        .into_iter()
+        .flatten()
+    {
+        prop_assert_eq!(enc.ids.len(), enc.attention_mask.len());
+    }
+    let (ids, offs) = slow.tokenize_with_offsets(text);
+    prop_assert_eq!(ids.len(), offs.len());
+    check_offsets(text, &offs)?;
+    let (fids, foffs) = fast
+        .tokenize_with_offsets(text)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert_eq!(fids.len(), foffs.len());
+    check_offsets(text, &foffs)?;
+    let _ = slow.decode(&ids, true, true);
+    let _ = fast.decode(&fids, true, true);
+    Ok(())
+}
+
+/// Arbitrary bytes as a reader of untrusted input sees them: lossy UTF-8 (U+FFFD for bad bytes).
+fn lossy_bytes(max: usize) -> impl Strategy<Value = String> {
+    prop::collection::vec(any::<u8>(), 0..max)
+        .prop_map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+/// Text of any Unicode scalar values, with whitespace and punctuation dense enough to make words.
+fn any_text(max: usize) -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop_oneof![
+            any::<char>(),
+            prop::sample::select(vec![' ', '.', '\u{301}', '\u{200b}', 'a'])
+        ],
+        0..max,
+    )
+    .prop_map(|v| v.into_iter().collect())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
     fn never_panics_and_offsets_hold(text in any::<String>(), pair in any::<String>(), opts in options()) {
-        let (slow, fast) = uncased();
-        for enc in [slow.encode(&text, &opts), slow.encode_pair(&text, &pair, &opts)].into_iter().flatten() {
-            prop_assert_eq!(enc.ids.len(), enc.attention_mask.len());
-        }
-        let _ = fast.encode(&text, &opts);
-        let _ = fast.encode_pair(&text, &pair, &opts);
-        let (ids, offs) = slow.tokenize_with_offsets(&text);
-        prop_assert_eq!(ids.len(), offs.len());
-        check_offsets(&text, &offs)?;
-        let (fids, foffs) = fast.tokenize_with_offsets(&text).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        prop_assert_eq!(fids.len(), foffs.len());
-        check_offsets(&text, &foffs)?;
-        let _ = slow.decode(&ids, true, true);
+        never_panics(&text, &pair, &opts)?;
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(text in lossy_bytes(200), pair in lossy_bytes(200), opts in options()) {
+        never_panics(&text, &pair, &opts)?;
     }
 
     #[test]
@@ -175,5 +215,20 @@ proptest! {
         let again = fast.to_json_string().map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(again, std::fs::read_to_string(&json).map_err(|e| TestCaseError::fail(e.to_string()))?);
         std::fs::remove_dir_all(&dir).ok();
+    }
+}
+
+proptest! {
+    // The long run: `cargo test --release -p convbert-tokenizer --test properties -- --ignored`.
+    #![proptest_config(ProptestConfig { cases: 50_000, ..ProptestConfig::default() })]
+
+    #[test]
+    #[ignore = "long fuzzing run (minutes); run with --ignored"]
+    fn fuzz_long_never_panics(
+        text in prop_oneof![any_text(400), lossy_bytes(400)],
+        pair in prop_oneof![any_text(400), lossy_bytes(400)],
+        opts in options(),
+    ) {
+        never_panics(&text, &pair, &opts)?;
     }
 }
