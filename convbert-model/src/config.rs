@@ -155,7 +155,7 @@ impl ConvBertConfig {
     /// Reads and validates an HF `config.json`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| ConvBertError::io(path, e))?;
+        let text = crate::checkpoint::read_json_file(path)?;
         Self::from_json_str(&text).map_err(|e| match e {
             ConvBertError::Json { source, .. } => ConvBertError::Json {
                 path: path.into(),

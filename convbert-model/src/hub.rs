@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use crate::checkpoint::read_small_file;
 use crate::error::{ConvBertError, Result};
 
 /// The cache roots to search, in HF's order of precedence (only the first existing one is used
@@ -32,19 +33,34 @@ pub fn cache_roots() -> Vec<PathBuf> {
     roots
 }
 
+/// Largest `refs/<revision>` file read (a commit hash and a newline).
+const MAX_REF_BYTES: u64 = 1024;
+
+/// A commit name as `refs/<rev>` may hold: a plain hash-like word, never a path.
+fn is_commit_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
 /// The snapshot directory of `model_id` at `revision` (a ref name such as "main", or a commit
-/// hash; default "main"). Errors with every path looked at.
+/// hash; default "main"). Errors with every path looked at. A ref file that names anything but
+/// a commit, or a snapshot that resolves outside `snapshots/`, is an error.
 pub fn resolve(model_id: &str, revision: Option<&str>) -> Result<PathBuf> {
     let revision = revision.unwrap_or("main");
+    // Names joined under the cache root: '/'-separated plain words, never "." or "..".
+    let plain = |s: &str| {
+        s.split('/')
+            .all(|p| !p.is_empty() && p != ".." && p != "." && !p.contains(['\\', '\0']))
+    };
     let parts: Vec<&str> = model_id.split('/').collect();
-    let valid = !model_id.is_empty()
-        && parts.len() <= 2
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && *p != ".." && *p != "." && !p.contains('\\'));
-    if !valid {
+    if !plain(model_id) || parts.len() > 2 {
         return Err(ConvBertError::NotFound {
             what: format!("model id {model_id:?} (expected \"Org/Name\" or \"Name\")"),
+            searched: Vec::new(),
+        });
+    }
+    if !plain(revision) {
+        return Err(ConvBertError::NotFound {
+            what: format!("revision {revision:?} (expected a branch name or a commit hash)"),
             searched: Vec::new(),
         });
     }
@@ -52,11 +68,42 @@ pub fn resolve(model_id: &str, revision: Option<&str>) -> Result<PathBuf> {
     let mut searched = Vec::new();
     for root in cache_roots() {
         let repo = root.join(&folder);
-        let commit = std::fs::read_to_string(repo.join("refs").join(revision))
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|_| revision.to_string());
-        let snapshot = repo.join("snapshots").join(&commit);
+        let ref_path = repo.join("refs").join(revision);
+        let commit = if std::fs::symlink_metadata(&ref_path).is_ok() {
+            let text = read_small_file(&ref_path, MAX_REF_BYTES)?;
+            let commit = text.trim();
+            if !is_commit_name(commit) {
+                return Err(ConvBertError::io(
+                    &ref_path,
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "holds {:?}, not a commit hash",
+                            crate::checkpoint::clip(commit, 80)
+                        ),
+                    ),
+                ));
+            }
+            commit.to_string()
+        } else {
+            revision.to_string()
+        };
+        let snapshots = repo.join("snapshots");
+        let snapshot = snapshots.join(&commit);
         if snapshot.join("config.json").is_file() {
+            let inside = match (snapshot.canonicalize(), snapshots.canonicalize()) {
+                (Ok(s), Ok(base)) => s.starts_with(&base),
+                _ => false,
+            };
+            if !inside {
+                return Err(ConvBertError::io(
+                    &snapshot,
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("resolves outside {}", snapshots.display()),
+                    ),
+                ));
+            }
             return Ok(snapshot);
         }
         searched.push(snapshot);

@@ -8,6 +8,7 @@ mod weights;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use tch::nn::VarStore;
@@ -18,6 +19,66 @@ pub use weights::{Weights, WEIGHT_FILES};
 
 /// The prefix of the base model's keys inside head checkpoints.
 pub const BASE_PREFIX: &str = "convbert.";
+
+/// Largest JSON file read from a checkpoint or the HF cache (`config.json`, `*.index.json`,
+/// `tokenizer_config.json`, refs): real ones are a few hundred KiB at most.
+pub const MAX_JSON_BYTES: u64 = 16 << 20;
+
+/// `s` cut to `max` characters, "…" appended when cut: what an error may quote of file content.
+pub(crate) fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_string(),
+        Some((i, _)) => format!("{}…", &s[..i]),
+    }
+}
+
+/// The text of a small file (at most `max_bytes`), read only when `path` (symlinks followed) is
+/// a regular file: a FIFO, a device such as `/dev/zero` or a directory is an error, not a hang.
+pub fn read_small_file(path: &Path, max_bytes: u64) -> Result<String> {
+    let refuse = |reason: String| {
+        ConvBertError::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, reason),
+        )
+    };
+    let meta = std::fs::metadata(path).map_err(|e| ConvBertError::io(path, e))?;
+    if !meta.is_file() {
+        return Err(refuse(format!(
+            "not a regular file ({:?}); refusing to read it",
+            meta.file_type()
+        )));
+    }
+    let too_big = || {
+        refuse(format!(
+            "larger than the {max_bytes}-byte limit for this file"
+        ))
+    };
+    if meta.len() > max_bytes {
+        return Err(too_big());
+    }
+    let file = std::fs::File::open(path).map_err(|e| ConvBertError::io(path, e))?;
+    // The file may grow (or be swapped) between the check and the read: never read past the cap.
+    let mut bytes = Vec::new();
+    file.take(max_bytes + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| ConvBertError::io(path, e))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_big());
+    }
+    String::from_utf8(bytes).map_err(|_| refuse("not UTF-8 text".into()))
+}
+
+/// [`read_small_file`] with the [`MAX_JSON_BYTES`] cap.
+pub fn read_json_file(path: &Path) -> Result<String> {
+    read_small_file(path, MAX_JSON_BYTES)
+}
+
+fn is_float(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::Half | Kind::BFloat16 | Kind::Float | Kind::Double
+    )
+}
 
 /// How checkpoint keys map to VarStore names and what may differ.
 #[derive(Debug, Clone)]
@@ -78,12 +139,30 @@ pub struct LoadReport {
     pub loaded: usize,
 }
 
+/// Names shown per list by [`LoadReport`]'s `Display` (the fields keep them all).
+const REPORT_NAMES: usize = 50;
+
 impl fmt::Display for LoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Names come from the file: bounded in number and length, so a hostile header cannot
+        // turn one error into megabytes of text.
+        let list = |names: &[String]| {
+            let shown: Vec<String> = names
+                .iter()
+                .take(REPORT_NAMES)
+                .map(|n| clip(n, 200))
+                .collect();
+            match names.len() - shown.len() {
+                0 => format!("{shown:?}"),
+                more => format!("{shown:?} and {more} more"),
+            }
+        };
         write!(
             f,
-            "missing {:?}; unexpected {:?}; mis-shaped {:?}",
-            self.missing, self.unexpected, self.mismatched
+            "missing {}; unexpected {}; mis-shaped {}",
+            list(&self.missing),
+            list(&self.unexpected),
+            list(&self.mismatched)
         )
     }
 }
@@ -120,6 +199,21 @@ pub fn load_into(vs: &VarStore, weights: &Weights, options: &LoadOptions) -> Res
             }
             Some(name) => report.unexpected.push(name),
             None => report.ignored.push(key.to_string()),
+        }
+    }
+    // A float parameter only takes a float tensor (HF refuses e.g. an int32 weight too); the
+    // float format may differ (F16/BF16/F32/F64 are converted to the store's kind).
+    for (name, key) in &sources {
+        let (want, got) = (vars[name].kind(), weights.kind(key));
+        if is_float(want) && !got.is_some_and(is_float) {
+            return Err(ConvBertError::checkpoint(
+                weights.file(key).unwrap_or(Path::new("")),
+                format!(
+                    "tensor {} is stored as {}, not a float dtype, but parameter {name} is {want:?}",
+                    clip(key, 200),
+                    weights.stored_dtype(key).unwrap_or("?")
+                ),
+            ));
         }
     }
     let mut names: Vec<&String> = vars.keys().collect();

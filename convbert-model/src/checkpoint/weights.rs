@@ -4,17 +4,22 @@
 //! Formats: <https://github.com/huggingface/safetensors#format>,
 //! <https://github.com/pytorch/pytorch/blob/v2.11.0/torch/serialization.py>.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::Cursor;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 use tch::{Device, Kind, Tensor};
 
-use super::pickle;
+use super::{clip, pickle, read_json_file};
 use crate::error::{ConvBertError, Result};
+
+/// Highest tensor rank accepted from a file (libtorch itself stops at 64 in places).
+const MAX_RANK: usize = 64;
+/// Longest tensor name quoted in an error.
+const NAME_CHARS: usize = 200;
 
 /// The weight file names `from_pretrained` looks for, in order of preference.
 pub const WEIGHT_FILES: [&str; 4] = [
@@ -28,6 +33,8 @@ pub const WEIGHT_FILES: [&str; 4] = [
 struct Entry {
     file: usize,
     kind: Kind,
+    /// The dtype as the file names it ("I32", "FloatStorage"), for error messages.
+    dtype: String,
     shape: Vec<i64>,
     /// Byte range of the storage inside the mapped file.
     start: usize,
@@ -45,12 +52,30 @@ pub struct Weights {
     entries: BTreeMap<String, Entry>,
 }
 
-fn contiguous_strides(shape: &[i64]) -> Vec<i64> {
-    let mut strides = vec![1; shape.len()];
+/// Row-major strides; `None` when they overflow i64 (only possible with a zero-sized dim, since
+/// the element count of a tensor with data fits its file).
+fn contiguous_strides(shape: &[i64]) -> Option<Vec<i64>> {
+    let mut strides = vec![1i64; shape.len()];
     for i in (0..shape.len().saturating_sub(1)).rev() {
-        strides[i] = strides[i + 1] * shape[i + 1].max(1);
+        strides[i] = strides[i + 1].checked_mul(shape[i + 1].max(1))?;
     }
-    strides
+    Some(strides)
+}
+
+/// One past the last storage element a strided view touches (0 for an empty view), in checked
+/// arithmetic: `None` on a negative size, stride or offset, or on overflow.
+fn view_extent(size: &[i64], stride: &[i64], offset: i64) -> Option<i64> {
+    if size.len() != stride.len() || offset < 0 || size.iter().chain(stride).any(|&v| v < 0) {
+        return None;
+    }
+    if size.contains(&0) {
+        return Some(0);
+    }
+    let mut last = offset;
+    for (&s, &st) in size.iter().zip(stride) {
+        last = last.checked_add((s - 1).checked_mul(st)?)?;
+    }
+    last.checked_add(1)
 }
 
 fn safetensors_kind(d: Dtype) -> Option<Kind> {
@@ -86,6 +111,14 @@ fn storage_kind(name: &str) -> Option<Kind> {
 }
 
 fn map_file(path: &Path) -> Result<Mmap> {
+    // Opening a FIFO blocks and a device maps endless bytes: only regular files are read.
+    let meta = std::fs::metadata(path).map_err(|e| ConvBertError::io(path, e))?;
+    if !meta.is_file() {
+        return Err(ConvBertError::checkpoint(
+            path,
+            format!("not a regular file ({:?})", meta.file_type()),
+        ));
+    }
     let file = File::open(path).map_err(|e| ConvBertError::io(path, e))?;
     // SAFETY: the map is read-only; a file truncated by another process while mapped is outside
     // what any reader can guard against (safetensors and torch make the same assumption).
@@ -130,7 +163,7 @@ impl Weights {
         let idx = self.files.len();
         let found = if map.starts_with(b"PK") {
             zip_entries(path, &map, idx)?
-        } else if is_legacy_torch(path) {
+        } else if is_legacy_torch(path, &map) {
             return Err(ConvBertError::checkpoint(
                 path,
                 "not a zip archive: the legacy torch.save format (torch < 1.6) is not supported",
@@ -138,11 +171,29 @@ impl Weights {
         } else {
             safetensors_entries(path, &map, idx)?
         };
-        for (name, entry) in found {
-            if self.entries.insert(name.clone(), entry).is_some() {
+        let mut seen = HashSet::new();
+        for (name, _) in &found {
+            if !seen.insert(name.as_str()) {
                 return Err(ConvBertError::checkpoint(
                     path,
-                    format!("tensor {name} appears in two shards"),
+                    format!(
+                        "tensor {} appears twice in {}",
+                        clip(name, NAME_CHARS),
+                        path.display()
+                    ),
+                ));
+            }
+        }
+        for (name, entry) in found {
+            if let Some(old) = self.entries.insert(name.clone(), entry) {
+                return Err(ConvBertError::checkpoint(
+                    path,
+                    format!(
+                        "tensor {} appears in two shards: {} and {}",
+                        clip(&name, NAME_CHARS),
+                        self.files[old.file].0.display(),
+                        path.display()
+                    ),
                 ));
             }
         }
@@ -151,7 +202,7 @@ impl Weights {
     }
 
     fn add_index(&mut self, path: &Path) -> Result<()> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConvBertError::io(path, e))?;
+        let text = read_json_file(path)?;
         #[derive(serde::Deserialize)]
         struct Index {
             weight_map: BTreeMap<String, String>,
@@ -165,6 +216,21 @@ impl Weights {
         shards.sort();
         shards.dedup();
         for shard in shards {
+            // A shard is a file of the checkpoint directory, named relative to it. The check is
+            // on the name, not the canonical path: HF-cache snapshots hold symlinks into blobs/.
+            let plain = Path::new(shard)
+                .components()
+                .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+            if !plain || shard.is_empty() || shard.contains('\\') {
+                return Err(ConvBertError::checkpoint(
+                    path,
+                    format!(
+                        "shard {:?} is not a file inside {}",
+                        clip(shard, NAME_CHARS),
+                        dir.display()
+                    ),
+                ));
+            }
             let shard_path = dir.join(shard);
             if !shard_path.is_file() {
                 return Err(ConvBertError::NotFound {
@@ -180,9 +246,22 @@ impl Weights {
             .filter(|k| !self.entries.contains_key(*k))
             .collect();
         if !missing.is_empty() {
+            let shown: Vec<String> = missing
+                .iter()
+                .take(10)
+                .map(|k| clip(k, NAME_CHARS))
+                .collect();
             return Err(ConvBertError::checkpoint(
                 path,
-                format!("index lists tensors absent from its shards: {missing:?}"),
+                format!(
+                    "index lists {} tensors absent from its shards: {shown:?}{}",
+                    missing.len(),
+                    if missing.len() > shown.len() {
+                        " …"
+                    } else {
+                        ""
+                    }
+                ),
             ));
         }
         Ok(())
@@ -226,6 +305,18 @@ impl Weights {
         Ok(())
     }
 
+    /// The file a tensor is read from.
+    pub fn file(&self, name: &str) -> Option<&Path> {
+        self.entries
+            .get(name)
+            .map(|e| self.files[e.file].0.as_path())
+    }
+
+    /// The dtype of a tensor as its file names it (`"I32"`, `"FloatStorage"`).
+    pub(crate) fn stored_dtype(&self, name: &str) -> Option<&str> {
+        self.entries.get(name).map(|e| e.dtype.as_str())
+    }
+
     /// A CPU tensor aliasing the mapped bytes (or an aligned copy); never escapes `self`.
     fn view(&self, name: &str) -> Result<Tensor> {
         let e = self.entries.get(name).ok_or_else(|| {
@@ -255,20 +346,35 @@ fn safetensors_entries(path: &Path, map: &Mmap, file: usize) -> Result<Vec<(Stri
     let base = map.as_ptr() as usize;
     let mut out = Vec::new();
     for (name, view) in st.tensors() {
-        let kind = safetensors_kind(view.dtype()).ok_or_else(|| {
+        let bad = |reason: &str| {
             ConvBertError::checkpoint(
                 path,
-                format!("tensor {name}: unsupported dtype {:?}", view.dtype()),
+                format!("tensor {}: {reason}", clip(&name, NAME_CHARS)),
             )
-        })?;
-        let shape: Vec<i64> = view.shape().iter().map(|&s| s as i64).collect();
+        };
+        let kind = safetensors_kind(view.dtype())
+            .ok_or_else(|| bad(&format!("unsupported dtype {:?}", view.dtype())))?;
+        if view.shape().len() > MAX_RANK {
+            return Err(bad(&format!(
+                "rank {} exceeds {MAX_RANK}",
+                view.shape().len()
+            )));
+        }
+        let shape: Vec<i64> = view
+            .shape()
+            .iter()
+            .map(|&s| i64::try_from(s))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| bad("a dimension exceeds i64"))?;
+        let stride = contiguous_strides(&shape).ok_or_else(|| bad("strides overflow i64"))?;
         let data = view.data();
         out.push((
-            name,
+            name.clone(),
             Entry {
                 file,
                 kind,
-                stride: contiguous_strides(&shape),
+                dtype: format!("{:?}", view.dtype()),
+                stride,
                 shape,
                 start: data.as_ptr() as usize - base,
                 len: data.len(),
@@ -279,16 +385,13 @@ fn safetensors_entries(path: &Path, map: &Mmap, file: usize) -> Result<Vec<(Stri
     Ok(out)
 }
 
-fn is_legacy_torch(path: &Path) -> bool {
+fn is_legacy_torch(path: &Path, map: &Mmap) -> bool {
     // Legacy torch.save files start with a pickle (protocol 2: 0x80 0x02) of the magic number.
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .unwrap_or_default();
-    matches!(ext, "bin" | "pt" | "pth")
-        && std::fs::read(path)
-            .map(|b| b.starts_with(&[0x80, 0x02]))
-            .unwrap_or(false)
+    matches!(ext, "bin" | "pt" | "pth") && map.starts_with(&[0x80, 0x02])
 }
 
 fn zip_entries(path: &Path, map: &Mmap, file: usize) -> Result<Vec<(String, Entry)>> {
@@ -301,13 +404,17 @@ fn zip_entries(path: &Path, map: &Mmap, file: usize) -> Result<Vec<(String, Entr
         let f = archive
             .by_index_raw(i)
             .map_err(|e| bad(format!("corrupt zip member {i}: {e}")))?;
-        let (start, len) = (f.data_start() as usize, f.compressed_size() as usize);
-        if !matches!(start.checked_add(len), Some(end) if end <= map.len()) {
+        let range = usize::try_from(f.data_start())
+            .ok()
+            .zip(usize::try_from(f.compressed_size()).ok());
+        let Some((start, len)) =
+            range.filter(|&(s, l)| matches!(s.checked_add(l), Some(end) if end <= map.len()))
+        else {
             return Err(bad(format!(
                 "zip member {} extends past the end of the file (truncated?)",
-                f.name()
+                clip(f.name(), NAME_CHARS)
             )));
-        }
+        };
         let stored = f.compression() == zip::CompressionMethod::Stored;
         members.insert(f.name().to_string(), (start, len, stored));
     }
@@ -330,39 +437,33 @@ fn zip_entries(path: &Path, map: &Mmap, file: usize) -> Result<Vec<(String, Entr
         pickle::read_state_dict(&map[s..s + l]).map_err(|e| bad(format!("data.pkl: {e}")))?;
     let mut out = Vec::with_capacity(dict.len());
     for (name, t) in dict {
+        let bad_tensor =
+            |reason: String| bad(format!("tensor {}: {reason}", clip(&name, NAME_CHARS)));
         let kind = storage_kind(&t.storage.storage_type).ok_or_else(|| {
-            bad(format!(
-                "tensor {name}: unsupported storage {}",
-                t.storage.storage_type
+            bad_tensor(format!(
+                "unsupported storage {}",
+                clip(&t.storage.storage_type, NAME_CHARS)
             ))
         })?;
         let member = format!("{prefix}data/{}", t.storage.key);
-        let &(start, len, stored) = members
-            .get(&member)
-            .ok_or_else(|| bad(format!("tensor {name}: storage {member} is missing")))?;
+        let &(start, len, stored) = members.get(&member).ok_or_else(|| {
+            bad_tensor(format!("storage {} is missing", clip(&member, NAME_CHARS)))
+        })?;
         if !stored {
-            return Err(bad(format!(
-                "tensor {name}: compressed storage is not supported"
+            return Err(bad_tensor("compressed storage is not supported".into()));
+        }
+        if t.size.len() > MAX_RANK {
+            return Err(bad_tensor(format!(
+                "rank {} exceeds {MAX_RANK}",
+                t.size.len()
             )));
         }
-        // The strided view must stay inside its storage.
+        // The strided view must stay inside its storage; overflow counts as outside.
         let numel = (len / kind.elt_size_in_bytes()) as i64;
-        let ok_rank =
-            t.size.len() == t.stride.len() && t.size.iter().all(|&s| s >= 0) && t.offset >= 0;
-        let extent = if t.size.contains(&0) {
-            0
-        } else {
-            t.offset
-                + t.size
-                    .iter()
-                    .zip(&t.stride)
-                    .map(|(&s, &st)| (s - 1) * st)
-                    .sum::<i64>()
-                + 1
-        };
-        if !ok_rank || t.stride.iter().any(|&s| s < 0) || extent > numel {
-            return Err(bad(format!(
-                "tensor {name}: view {:?}/{:?}+{} outside its storage of {numel}",
+        let inside = matches!(view_extent(&t.size, &t.stride, t.offset), Some(end) if end <= numel);
+        if !inside {
+            return Err(bad_tensor(format!(
+                "view {:?}/{:?}+{} outside its storage of {numel} elements",
                 t.size, t.stride, t.offset
             )));
         }
@@ -371,6 +472,7 @@ fn zip_entries(path: &Path, map: &Mmap, file: usize) -> Result<Vec<(String, Entr
             Entry {
                 file,
                 kind,
+                dtype: t.storage.storage_type.clone(),
                 shape: t.size,
                 start,
                 len,
