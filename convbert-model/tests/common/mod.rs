@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: golden files and element-wise comparison.
 #![allow(dead_code)]
 
+pub mod crafted;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
