@@ -107,9 +107,10 @@ fn billion_laughs_pickles_fail_fast_in_bounded_memory() {
         );
         assert!(msg.contains(want) && msg.contains('…'), "{name}: {msg}");
     }
+    // Other tests of this binary run alongside: the bound is loose; 2^40 nodes are not.
     if let (Some(before), Some(after)) = (before, peak_rss_kib()) {
         assert!(
-            after - before < 256 * 1024,
+            after - before < 512 * 1024,
             "peak RSS grew by {} KiB",
             after - before
         );
