@@ -43,10 +43,8 @@ fn read_json(path: &Path) -> Result<Option<Value>> {
     if !path.is_file() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(path).map_err(|source| PipelineError::Io {
-        path: path.into(),
-        source,
-    })?;
+    // Regular files only, size-capped: a FIFO or a huge file never hangs the load.
+    let text = convbert_model::checkpoint::read_json_file(path)?;
     serde_json::from_str(&text)
         .map(Some)
         .map_err(|e| PipelineError::Tokenizer(format!("{}: {e}", path.display())))

@@ -28,10 +28,7 @@ pub(crate) enum Engine {
 /// The first `architectures` entry of the checkpoint's config.json.
 fn architecture(dir: &Path) -> Result<Option<String>, ServeError> {
     let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|source| ServeError::Io {
-        context: path.display().to_string(),
-        source,
-    })?;
+    let text = checkpoint::read_json_file(&path).map_err(PipelineError::from)?;
     let json: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| ServeError::Config(format!("{}: {e}", path.display())))?;
     Ok(json["architectures"][0].as_str().map(str::to_owned))
