@@ -2,6 +2,7 @@
 //! warm-up; prints `<N> tokens/s`, latency percentiles and peak memory. A named `--shape` uses the
 //! YituTech configurations (SPEC §1.2) with random weights; `--model` loads a checkpoint.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -10,7 +11,7 @@ use convbert_model::{ConvBertConfig, ConvBertModel};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-use crate::common::{parse_device, CliError, CliResult, Dtype};
+use crate::common::{parse_device, write_error, CliError, CliResult, Dtype};
 
 /// The public ConvBERT sizes.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -135,8 +136,11 @@ pub fn run(args: &BenchArgs) -> CliResult {
     let mean = times.iter().sum::<f64>() / times.len() as f64;
     times.sort_by(f64::total_cmp);
     let tokens = (args.batch_size * args.seq_len) as f64;
-    println!("{:.0} tokens/s", tokens / mean);
-    println!(
+    let mut out = std::io::stdout().lock();
+    let fail = |e| write_error(e, "stdout");
+    writeln!(out, "{:.0} tokens/s", tokens / mean).map_err(fail)?;
+    writeln!(
+        out,
         "latency per batch of {}x{} ({:?}, {:?}, {} iterations): mean {:.2} ms, p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms",
         args.batch_size,
         args.seq_len,
@@ -147,13 +151,18 @@ pub fn run(args: &BenchArgs) -> CliResult {
         percentile(&times, 0.5) * 1e3,
         percentile(&times, 0.9) * 1e3,
         percentile(&times, 0.99) * 1e3
-    );
+    )
+    .map_err(fail)?;
     let rss = peak_rss_kib().map_or("unknown".to_string(), |k| {
         format!("{:.1} MiB", k as f64 / 1024.0)
     });
     match device {
-        Device::Cpu => println!("peak memory: {rss} (process peak RSS, VmHWM)"),
-        _ => println!("peak memory: {rss} host RSS (VmHWM); CUDA device memory is not measured"),
+        Device::Cpu => writeln!(out, "peak memory: {rss} (process peak RSS, VmHWM)"),
+        _ => writeln!(
+            out,
+            "peak memory: {rss} host RSS (VmHWM); CUDA device memory is not measured"
+        ),
     }
-    Ok(())
+    .map_err(fail)?;
+    out.flush().map_err(fail)
 }

@@ -4,7 +4,7 @@
 use clap::{Args, ValueEnum};
 use convbert_pipelines::{ScoreFunction, TextClassificationPipeline, TextInput};
 
-use crate::common::{parse_json, run_jsonl, warn, CliResult, IoArgs, ModelArgs};
+use crate::common::{parse_json, run_jsonl, warn, CliResult, IoArgs, JsonlSink, ModelArgs};
 
 /// `--function`: how logits become scores.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -33,8 +33,10 @@ pub struct ClassifyArgs {
 }
 
 pub fn run(args: &ClassifyArgs) -> CliResult {
-    let pipe =
-        TextClassificationPipeline::from_pretrained(args.model.model(), args.model.options()?)?;
+    let options = args.model.options()?;
+    // Before the model loads: an unwritable --output fails first.
+    let sink = JsonlSink::new(args.io.writer()?);
+    let pipe = TextClassificationPipeline::from_pretrained(args.model.model(), options)?;
     warn(pipe.warnings());
     let top_k = if args.all { None } else { Some(args.top_k) };
     let function = args.function.map(|f| match f {
@@ -45,6 +47,7 @@ pub fn run(args: &ClassifyArgs) -> CliResult {
     let jsonl = args.io.jsonl;
     run_jsonl(
         &args.io,
+        sink,
         args.model.batch_size,
         |line| {
             if jsonl {

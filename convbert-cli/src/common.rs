@@ -2,8 +2,7 @@
 //! inputs from arguments, a file or stdin (one input per line), writing JSON Lines, the progress
 //! bar, and the error type with its exit codes (2 usage, 1 anything else).
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Read, Write};
+use std::io::{BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -13,6 +12,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tch::{Device, Kind};
 
+pub use crate::lines::{Line, LineReader};
+pub use crate::output::{write_error, Output, OutputFile};
+
 /// A failure of a subcommand; `Usage` exits with 2, `Failed` with 1.
 #[derive(Debug)]
 pub enum CliError {
@@ -20,6 +22,10 @@ pub enum CliError {
     Usage(String),
     /// Anything else (I/O, model, some bad input lines).
     Failed(String),
+    /// Some input lines failed, each already reported on stderr: exit 1 with nothing more.
+    Reported,
+    /// The reader of stdout went away (`| head`): stop quietly, exit 0.
+    Closed,
 }
 
 impl CliError {
@@ -39,16 +45,22 @@ impl From<convbert_pipelines::PipelineError> for CliError {
 
 pub type CliResult<T = ()> = Result<T, CliError>;
 
-/// The process exit code of a finished subcommand: 0; 2 for a usage error, 1 for any other,
-/// each with its one line on stderr.
+/// The process exit code of a finished subcommand: 0 (also when stdout was closed early); 2 for
+/// a usage error, 1 for any other, each with its one line on stderr.
 pub fn exit_code(result: CliResult) -> ExitCode {
     let (code, message) = match result {
-        Ok(()) => return ExitCode::SUCCESS,
+        Ok(()) | Err(CliError::Closed) => return ExitCode::SUCCESS,
+        Err(CliError::Reported) => return ExitCode::from(1),
         Err(CliError::Usage(m)) => (2, m),
         Err(CliError::Failed(m)) => (1, m),
     };
-    eprintln!("error: {message}");
+    say(format_args!("error: {message}"));
     ExitCode::from(code)
+}
+
+/// One line on stderr; a closed stderr (`2>&1 | head`) is ignored instead of a panic.
+pub fn say(line: std::fmt::Arguments) {
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// Weight and compute dtype.
@@ -156,53 +168,25 @@ pub struct IoArgs {
     /// Each input line is a JSON object (see the subcommand's help) instead of plain text
     #[arg(long)]
     pub jsonl: bool,
-    /// Write results to FILE instead of stdout
+    /// Write results to FILE instead of stdout (replaced whole when the command ends)
     #[arg(long, short)]
     pub output: Option<PathBuf>,
 }
 
-/// One input with its 1-based line number (argument position for arguments).
-pub struct Line {
-    pub number: usize,
-    pub text: String,
-}
-
 impl IoArgs {
-    /// The inputs: arguments, else lines of --input, else lines of stdin.
-    pub fn lines(&self) -> CliResult<Vec<Line>> {
-        let numbered = |v: Vec<String>| {
-            v.into_iter()
-                .enumerate()
-                .map(|(i, text)| Line {
-                    number: i + 1,
-                    text,
-                })
-                .collect()
-        };
+    /// The inputs, one at a time: arguments, else lines of --input, else lines of stdin.
+    pub fn lines(&self) -> CliResult<LineReader> {
         if !self.texts.is_empty() {
-            return Ok(numbered(self.texts.clone()));
+            return Ok(LineReader::from_args(self.texts.clone()));
         }
-        let reader: Box<dyn Read> = match &self.input {
-            Some(p) if p.as_os_str() != "-" => Box::new(
-                File::open(p)
-                    .map_err(|e| CliError::Failed(format!("cannot read {}: {e}", p.display())))?,
-            ),
-            _ => Box::new(std::io::stdin()),
-        };
-        let lines = BufReader::new(reader)
-            .lines()
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| CliError::Failed(format!("cannot read input: {e}")))?;
-        Ok(numbered(lines))
+        LineReader::open(self.input.as_deref())
     }
 
-    /// The JSON Lines sink.
-    pub fn writer(&self) -> CliResult<Box<dyn Write>> {
+    /// The JSON Lines sink: --output (checked writable now, see [`OutputFile`]) or stdout.
+    pub fn writer(&self) -> CliResult<Output> {
         Ok(match &self.output {
-            Some(p) => Box::new(BufWriter::new(File::create(p).map_err(|e| {
-                CliError::Failed(format!("cannot write {}: {e}", p.display()))
-            })?)),
-            None => Box::new(BufWriter::new(std::io::stdout())),
+            Some(p) => Output::File(BufWriter::new(OutputFile::create(p)?)),
+            None => Output::Stdout(BufWriter::new(std::io::stdout())),
         })
     }
 }
@@ -215,12 +199,12 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(line: &Line) -> Result<T, Stri
 /// Writes results in input order; a failed line becomes `{"error", "line"}` here and a message
 /// on stderr. Returns an error (exit 1) when any line failed, after writing all the others.
 pub struct JsonlSink {
-    out: Box<dyn Write>,
+    out: Output,
     failed: usize,
 }
 
 impl JsonlSink {
-    pub fn new(out: Box<dyn Write>) -> Self {
+    pub fn new(out: Output) -> Self {
         Self { out, failed: 0 }
     }
 
@@ -228,19 +212,17 @@ impl JsonlSink {
         let value = match result {
             Ok(v) => serde_json::to_value(v).map_err(CliError::failed)?,
             Err(e) => {
-                eprintln!("error: line {line}: {e}");
+                say(format_args!("error: line {line}: {e}"));
                 self.failed += 1;
                 serde_json::json!({"error": e, "line": line})
             }
         };
-        writeln!(self.out, "{value}")
-            .map_err(|e| CliError::Failed(format!("cannot write output: {e}")))
+        writeln!(self.out, "{value}").map_err(|e| write_error(e, "output"))
     }
 
-    pub fn finish(mut self) -> CliResult {
-        self.out
-            .flush()
-            .map_err(|e| CliError::Failed(format!("cannot write output: {e}")))?;
+    /// Flushes stdout or commits the output file (also when some lines failed: their rows say so).
+    pub fn finish(self) -> CliResult {
+        self.out.finish()?;
         match self.failed {
             0 => Ok(()),
             n => Err(CliError::Failed(format!(
@@ -250,15 +232,20 @@ impl JsonlSink {
     }
 }
 
-/// A progress bar with throughput on stderr, only when stderr is a terminal and input is long.
-pub fn progress(total: usize) -> Option<ProgressBar> {
-    if total < 64 || !std::io::stderr().is_terminal() {
+/// A progress bar with throughput on stderr, only when stderr is a terminal; its length is the
+/// number of inputs when known (arguments), else it counts up.
+pub fn progress(total: Option<usize>) -> Option<ProgressBar> {
+    if total.is_some_and(|n| n < 64) || !std::io::stderr().is_terminal() {
         return None;
     }
-    let bar = ProgressBar::new(total as u64);
-    if let Ok(style) =
-        ProgressStyle::with_template("{bar:40} {pos}/{len} inputs  {per_sec}  eta {eta}")
-    {
+    let (bar, template) = match total {
+        Some(n) => (
+            ProgressBar::new(n as u64),
+            "{bar:40} {pos}/{len} inputs  {per_sec}  eta {eta}",
+        ),
+        None => (ProgressBar::no_length(), "{pos} inputs  {per_sec}"),
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
         bar.set_style(style);
     }
     Some(bar)
@@ -272,7 +259,7 @@ pub fn chunk_size(batch_size: usize) -> usize {
 /// Prints load warnings (e.g. a newly initialised head) on stderr.
 pub fn warn(warnings: &[String]) {
     for w in warnings {
-        eprintln!("{w}");
+        say(format_args!("{w}"));
     }
 }
 
@@ -298,32 +285,45 @@ pub fn one_or_list<T: Serialize>(mut items: Vec<T>) -> serde_json::Value {
     value.unwrap_or(serde_json::Value::Null)
 }
 
-/// The JSON Lines loop of every text subcommand: parse each line, run the valid ones in chunks
-/// (progress bar), write one result per line in order, report bad lines without losing others.
-pub fn run_jsonl<I, O, P, R>(io: &IoArgs, batch_size: usize, parse: P, mut run: R) -> CliResult
+/// The JSON Lines loop of every text subcommand: read the input chunk by chunk, parse each line,
+/// run the valid ones (progress bar), write one result per line in order, report bad lines
+/// (unparsable, not UTF-8, failed) without losing others. `sink` is opened by the caller before
+/// the model loads, so an unwritable output fails first.
+pub fn run_jsonl<I, O, P, R>(
+    io: &IoArgs,
+    mut sink: JsonlSink,
+    batch_size: usize,
+    parse: P,
+    mut run: R,
+) -> CliResult
 where
     O: Serialize,
     P: Fn(&Line) -> Result<I, String>,
     R: FnMut(&[I]) -> CliResult<Vec<Result<O, convbert_pipelines::PipelineError>>>,
 {
-    let lines = io.lines()?;
-    let mut sink = JsonlSink::new(io.writer()?);
-    let bar = progress(lines.len());
-    for chunk in lines.chunks(chunk_size(batch_size)) {
-        let parsed: Vec<Result<I, String>> = chunk.iter().map(&parse).collect();
+    let mut lines = io.lines()?;
+    let bar = progress((!io.texts.is_empty()).then_some(io.texts.len()));
+    loop {
+        let chunk = lines.next_chunk(chunk_size(batch_size))?;
+        if chunk.is_empty() {
+            break;
+        }
         let mut inputs = Vec::new();
-        let mut errors: Vec<Option<String>> = Vec::new();
-        for p in parsed {
-            match p {
-                Ok(x) => {
-                    inputs.push(x);
-                    errors.push(None);
-                }
-                Err(e) => errors.push(Some(e)),
+        let mut rows: Vec<(usize, Option<String>)> = Vec::with_capacity(chunk.len());
+        for line in &chunk {
+            match line {
+                Ok(l) => match parse(l) {
+                    Ok(x) => {
+                        inputs.push(x);
+                        rows.push((l.number, None));
+                    }
+                    Err(e) => rows.push((l.number, Some(e))),
+                },
+                Err(bad) => rows.push((bad.number, Some(bad.message()))),
             }
         }
         let mut results = run(&inputs)?.into_iter();
-        for (line, error) in chunk.iter().zip(errors) {
+        for (number, error) in rows {
             let result = match error {
                 Some(e) => Err(e),
                 None => match results.next() {
@@ -331,7 +331,7 @@ where
                     None => Err("no result".to_string()),
                 },
             };
-            sink.write(line.number, result)?;
+            sink.write(number, result)?;
         }
         if let Some(bar) = &bar {
             bar.inc(chunk.len() as u64);

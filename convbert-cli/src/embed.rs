@@ -9,7 +9,9 @@ use clap::{Args, ValueEnum};
 use convbert_pipelines::{FeatureExtractionPipeline, Pooling};
 use tch::Tensor;
 
-use crate::common::{chunk_size, progress, CliError, CliResult, IoArgs, ModelArgs};
+use crate::common::{
+    chunk_size, progress, say, CliError, CliResult, IoArgs, ModelArgs, OutputFile,
+};
 
 /// `--pooling` values.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -38,8 +40,10 @@ pub struct EmbedArgs {
 }
 
 pub fn run(args: &EmbedArgs) -> CliResult {
-    let pipe =
-        FeatureExtractionPipeline::from_pretrained(args.model.model(), args.model.options()?)?;
+    let options = args.model.options()?;
+    // Before the model loads and computes: an unwritable --output fails first.
+    let output = OutputFile::create(&args.output)?;
+    let pipe = FeatureExtractionPipeline::from_pretrained(args.model.model(), options)?;
     let pooling = match args.pooling {
         PoolingArg::None => Pooling::None,
         PoolingArg::Cls => Pooling::Cls,
@@ -51,19 +55,37 @@ pub fn run(args: &EmbedArgs) -> CliResult {
         jsonl: false,
         output: None,
     };
-    let lines = io.lines()?;
-    let bar = progress(lines.len());
+    let mut lines = io.lines()?;
+    let bar = progress((!io.texts.is_empty()).then_some(io.texts.len()));
     let (mut rows, mut numbers, mut failed) = (Vec::new(), Vec::new(), 0usize);
-    for chunk in lines.chunks(chunk_size(args.model.batch_size)) {
-        let texts: Vec<&str> = chunk.iter().map(|l| l.text.as_str()).collect();
-        for (line, result) in chunk.iter().zip(pipe.run(&texts, pooling)?) {
+    loop {
+        let chunk = lines.next_chunk(chunk_size(args.model.batch_size))?;
+        if chunk.is_empty() {
+            break;
+        }
+        let mut good = Vec::with_capacity(chunk.len());
+        for line in &chunk {
+            match line {
+                Ok(l) => good.push(l),
+                Err(bad) => {
+                    say(format_args!(
+                        "error: line {}: {}",
+                        bad.number,
+                        bad.message()
+                    ));
+                    failed += 1;
+                }
+            }
+        }
+        let texts: Vec<&str> = good.iter().map(|l| l.text.as_str()).collect();
+        for (line, result) in good.iter().zip(pipe.run(&texts, pooling)?) {
             match result {
                 Ok(t) => {
                     rows.push(t);
                     numbers.push(line.number as i64);
                 }
                 Err(e) => {
-                    eprintln!("error: line {}: {e}", line.number);
+                    say(format_args!("error: line {}: {e}", line.number));
                     failed += 1;
                 }
             }
@@ -93,8 +115,9 @@ pub fn run(args: &EmbedArgs) -> CliResult {
             named.push(("embeddings".into(), stacked));
         }
     }
-    Tensor::write_safetensors(&named, &args.output)
+    Tensor::write_safetensors(&named, output.write_path())
         .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", args.output.display())))?;
+    output.commit()?;
     match failed {
         0 => Ok(()),
         n => Err(CliError::Failed(format!(

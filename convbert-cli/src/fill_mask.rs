@@ -5,7 +5,9 @@
 use clap::Args;
 use convbert_pipelines::FillMaskPipeline;
 
-use crate::common::{one_or_list, run_jsonl, text_of, warn, CliResult, IoArgs, ModelArgs};
+use crate::common::{
+    one_or_list, run_jsonl, text_of, warn, CliResult, IoArgs, JsonlSink, ModelArgs,
+};
 
 /// Arguments of `convbert fill-mask`.
 #[derive(Debug, Args)]
@@ -24,7 +26,10 @@ pub struct FillMaskArgs {
 
 /// With --jsonl a line is `{"text": "..."}`.
 pub fn run(args: &FillMaskArgs) -> CliResult {
-    let pipe = FillMaskPipeline::from_pretrained(args.model.model(), args.model.options()?)?;
+    let options = args.model.options()?;
+    // Before the model loads: an unwritable --output fails first.
+    let sink = JsonlSink::new(args.io.writer()?);
+    let pipe = FillMaskPipeline::from_pretrained(args.model.model(), options)?;
     warn(pipe.warnings());
     let targets = match &args.targets {
         Some(t) => {
@@ -38,6 +43,7 @@ pub fn run(args: &FillMaskArgs) -> CliResult {
     let jsonl = args.io.jsonl;
     run_jsonl(
         &args.io,
+        sink,
         args.model.batch_size,
         |line| text_of(line, jsonl),
         |texts: &[String]| {

@@ -16,7 +16,7 @@ use convbert_heads::{
 use convbert_model::{checkpoint, ConvBertConfig, ConvBertInputs, ConvBertModel, ForwardOptions};
 use tch::{Device, Tensor};
 
-use crate::common::{default_model, parse_device, CliError, CliResult, Dtype};
+use crate::common::{default_model, parse_device, CliError, CliResult, Dtype, OutputFile};
 
 /// `--task`: which model class runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -115,6 +115,8 @@ pub fn run(args: &ForwardArgs) -> CliResult {
     }
     let device: Device = parse_device(&args.device)?;
     let kind = args.dtype.kind();
+    // Before the model loads and runs: an unwritable --output fails first.
+    let output = OutputFile::create(&args.output)?;
     let source = args.model.clone().unwrap_or_else(default_model);
     let dir = checkpoint::locate(&source).map_err(CliError::failed)?;
     let config = ConvBertConfig::from_file(dir.join("config.json")).map_err(CliError::failed)?;
@@ -225,6 +227,7 @@ pub fn run(args: &ForwardArgs) -> CliResult {
             ))
         })
         .collect::<CliResult<_>>()?;
-    Tensor::write_safetensors(&cpu, &args.output)
-        .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", args.output.display())))
+    Tensor::write_safetensors(&cpu, output.write_path())
+        .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", args.output.display())))?;
+    output.commit()
 }

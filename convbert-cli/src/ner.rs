@@ -5,7 +5,7 @@
 use clap::{Args, ValueEnum};
 use convbert_pipelines::{AggregationStrategy, TokenClassificationPipeline};
 
-use crate::common::{run_jsonl, text_of, warn, CliResult, IoArgs, ModelArgs};
+use crate::common::{run_jsonl, text_of, warn, CliResult, IoArgs, JsonlSink, ModelArgs};
 
 /// `--aggregation` values, HF's names.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -37,8 +37,10 @@ pub struct NerArgs {
 }
 
 pub fn run(args: &NerArgs) -> CliResult {
-    let pipe =
-        TokenClassificationPipeline::from_pretrained(args.model.model(), args.model.options()?)?;
+    let options = args.model.options()?;
+    // Before the model loads: an unwritable --output fails first.
+    let sink = JsonlSink::new(args.io.writer()?);
+    let pipe = TokenClassificationPipeline::from_pretrained(args.model.model(), options)?;
     warn(pipe.warnings());
     let strategy = match args.aggregation {
         Aggregation::None => AggregationStrategy::None,
@@ -51,6 +53,7 @@ pub fn run(args: &NerArgs) -> CliResult {
     let jsonl = args.io.jsonl;
     run_jsonl(
         &args.io,
+        sink,
         args.model.batch_size,
         |line| text_of(line, jsonl),
         |texts: &[String]| {

@@ -6,7 +6,7 @@ use clap::Args;
 use convbert_pipelines::{QaInput, QaOptions, QuestionAnsweringPipeline};
 
 use crate::common::{
-    one_or_list, parse_json, run_jsonl, warn, CliError, CliResult, IoArgs, ModelArgs,
+    one_or_list, parse_json, run_jsonl, warn, CliError, CliResult, IoArgs, JsonlSink, ModelArgs,
 };
 
 /// Arguments of `convbert qa`.
@@ -42,8 +42,10 @@ pub fn run(args: &QaArgs) -> CliResult {
             "give --question, or --jsonl lines with question and context".into(),
         ));
     }
-    let pipe =
-        QuestionAnsweringPipeline::from_pretrained(args.model.model(), args.model.options()?)?;
+    let options = args.model.options()?;
+    // Before the model loads: an unwritable --output fails first.
+    let sink = JsonlSink::new(args.io.writer()?);
+    let pipe = QuestionAnsweringPipeline::from_pretrained(args.model.model(), options)?;
     warn(pipe.warnings());
     let opts = QaOptions {
         top_k: args.top_k,
@@ -57,6 +59,7 @@ pub fn run(args: &QaArgs) -> CliResult {
     let jsonl = args.io.jsonl;
     run_jsonl(
         &args.io,
+        sink,
         args.model.batch_size,
         |line| {
             if jsonl {

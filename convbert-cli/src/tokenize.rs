@@ -6,12 +6,12 @@ use convbert_tokenizer::{
     ConvBertTokenizer, ConvBertTokenizerFast, EncodeOptions, Encoding, TokenizerConfig,
     TruncationStrategy, Vocab,
 };
-use indicatif::{ProgressBar, ProgressStyle};
-use std::io::{BufWriter, IsTerminal, Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::common::{exit_code, CliError};
+use crate::common::{exit_code, progress, say, write_error, CliError};
+use crate::lines::{count_lines, BadLine, LineReader};
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -137,33 +137,6 @@ impl Tok {
     }
 }
 
-/// Reads a file (or stdin for "-") and splits it on "\n"; a final "\n" ends the last line.
-fn read_lines(path: Option<&Path>) -> Result<Vec<String>, String> {
-    let mut bytes = Vec::new();
-    match path {
-        Some(p) if p != Path::new("-") => {
-            bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
-        }
-        _ => {
-            std::io::stdin()
-                .read_to_end(&mut bytes)
-                .map_err(|e| format!("stdin: {e}"))?;
-        }
-    }
-    let name = path.map_or("stdin".to_string(), |p| p.display().to_string());
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let at = e.utf8_error().valid_up_to();
-        let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
-        format!("{name}: invalid UTF-8 on line {line} (byte {at})")
-    })?;
-    let body = text.strip_suffix('\n').unwrap_or(&text);
-    Ok(if text.is_empty() {
-        Vec::new()
-    } else {
-        body.split('\n').map(str::to_string).collect()
-    })
-}
-
 fn options(args: &TokenizeArgs) -> EncodeOptions {
     let truncation = match (args.truncation, args.max_length) {
         (Some(Truncation::LongestFirst), _) | (None, Some(_)) => TruncationStrategy::LongestFirst,
@@ -219,27 +192,35 @@ pub fn main(args: &TokenizeArgs) -> ExitCode {
     exit_code(run(args))
 }
 
+/// Lines per parallel encode call: enough to keep the threads busy, few enough that memory stays
+/// flat however long the input is.
+const BLOCK: usize = 8192;
+
 fn run(args: &TokenizeArgs) -> Result<(), CliError> {
     if args.threads == Some(0) {
         return Err(CliError::Usage("--threads must be at least 1".into()));
     }
     let tok = Tok::load(args).map_err(CliError::Failed)?;
-    let lines = if !args.texts.is_empty() {
-        args.texts.clone()
+    let from_args = !args.texts.is_empty();
+    let mut lines = if from_args {
+        LineReader::from_args(args.texts.clone())
     } else {
-        read_lines(args.input.as_deref()).map_err(CliError::Failed)?
+        LineReader::open(args.input.as_deref())?.keep_cr()
     };
-    let pairs = match &args.pair_with {
+    let mut pairs = match &args.pair_with {
         Some(p) => {
-            let pairs = read_lines(Some(p)).map_err(CliError::Failed)?;
-            if pairs.len() != lines.len() {
-                return Err(CliError::Usage(format!(
-                    "--pair-with has {} lines but the input has {}",
-                    pairs.len(),
-                    lines.len()
-                )));
+            // When both counts are known up front, a mismatch fails before any output.
+            let known = match &args.input {
+                _ if from_args => Some(args.texts.len()),
+                Some(input) => count_lines(input),
+                None => None,
+            };
+            if let (Some(a), Some(b)) = (known, count_lines(p)) {
+                if a != b {
+                    return Err(mismatch(b, a));
+                }
             }
-            Some(pairs)
+            Some(LineReader::open(Some(p))?.keep_cr())
         }
         None => None,
     };
@@ -248,31 +229,60 @@ fn run(args: &TokenizeArgs) -> Result<(), CliError> {
         .num_threads(args.threads.unwrap_or(0))
         .build()
         .map_err(|e| CliError::Failed(format!("thread pool: {e}")))?;
-    let bar = (std::io::stderr().is_terminal() && lines.len() >= 10_000).then(|| {
-        let bar = ProgressBar::new(lines.len() as u64);
-        if let Ok(style) =
-            ProgressStyle::with_template("{bar:40} {pos}/{len} lines {per_sec} eta {eta}")
-        {
-            bar.set_style(style);
-        }
-        bar
-    });
+    let bar = progress(from_args.then_some(args.texts.len()));
     let mut out = BufWriter::new(std::io::stdout().lock());
-    const BLOCK: usize = 8192;
-    for (b, block) in lines.chunks(BLOCK).enumerate() {
-        let texts: Vec<&str> = block.iter().map(String::as_str).collect();
-        let pair_block: Option<Vec<&str>> = pairs.as_ref().map(|p| {
-            p[b * BLOCK..b * BLOCK + block.len()]
-                .iter()
-                .map(String::as_str)
-                .collect()
-        });
+    let mut failed = false;
+    loop {
+        let block = lines.next_chunk(BLOCK)?;
+        let pair_block = match &mut pairs {
+            Some(p) => Some(p.next_chunk(block.len().max(1))?),
+            None => None,
+        };
+        if let Some(pb) = &pair_block {
+            if pb.len() != block.len() {
+                let n = pairs.as_ref().map_or(0, LineReader::count);
+                return Err(mismatch(n, lines.count()));
+            }
+        }
+        if block.is_empty() {
+            break;
+        }
+        // A row encodes when its text (and its pair) is UTF-8; else its first bad line is reported.
+        let rows: Vec<Result<(&str, Option<&str>), &BadLine>> = block
+            .iter()
+            .enumerate()
+            .map(|(i, line)| {
+                let text = line.as_ref().map(|l| l.text.as_str())?;
+                match &pair_block {
+                    Some(pb) => Ok((text, Some(pb[i].as_ref().map(|l| l.text.as_str())?))),
+                    None => Ok((text, None)),
+                }
+            })
+            .collect();
+        let texts: Vec<&str> = rows.iter().flatten().map(|r| r.0).collect();
+        let pair_texts: Option<Vec<&str>> = pair_block
+            .as_ref()
+            .map(|_| rows.iter().flatten().filter_map(|r| r.1).collect());
         let encs = pool
-            .install(|| tok.encode(&texts, pair_block.as_deref(), &opts))
+            .install(|| tok.encode(&texts, pair_texts.as_deref(), &opts))
             .map_err(CliError::Failed)?;
-        for enc in &encs {
-            write_one(&mut out, &tok, enc, args.format)
-                .map_err(|e| CliError::Failed(format!("stdout: {e}")))?;
+        let mut encs = encs.iter();
+        for row in &rows {
+            let written = match row {
+                Ok(_) => match encs.next() {
+                    Some(enc) => write_one(&mut out, &tok, enc, args.format),
+                    None => return Err(CliError::Failed("tokenizer returned too few rows".into())),
+                },
+                Err(bad) => {
+                    failed = true;
+                    say(format_args!(
+                        "error: {}: invalid UTF-8 on line {} (byte {} of the line)",
+                        bad.source, bad.number, bad.byte
+                    ));
+                    write_bad(&mut out, bad, args.format)
+                }
+            };
+            written.map_err(|e| write_error(e, "stdout"))?;
         }
         if let Some(bar) = &bar {
             bar.inc(block.len() as u64);
@@ -281,6 +291,29 @@ fn run(args: &TokenizeArgs) -> Result<(), CliError> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    out.flush()
-        .map_err(|e| CliError::Failed(format!("stdout: {e}")))
+    out.flush().map_err(|e| write_error(e, "stdout"))?;
+    if failed {
+        // Each bad line has had its message; the others were written.
+        return Err(CliError::Reported);
+    }
+    Ok(())
+}
+
+fn mismatch(pairs: usize, inputs: usize) -> CliError {
+    CliError::Usage(format!(
+        "--pair-with has {pairs} lines but the input has {inputs}"
+    ))
+}
+
+/// The output row of a line that is not UTF-8: an `{"error", "line"}` object in JSON (as the model
+/// subcommands write), an empty line otherwise, so output line N still belongs to input line N.
+fn write_bad(out: &mut impl Write, bad: &BadLine, format: Format) -> std::io::Result<()> {
+    match format {
+        Format::Json => writeln!(
+            out,
+            "{}",
+            serde_json::json!({"error": bad.message(), "line": bad.number})
+        ),
+        Format::Ids | Format::Tokens => writeln!(out),
+    }
 }
