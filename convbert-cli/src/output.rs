@@ -56,10 +56,7 @@ impl OutputFile {
         let name = target.file_name().ok_or_else(|| {
             CliError::Failed(format!("cannot write {}: not a file name", path.display()))
         })?;
-        let dir = match target.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
+        let dir = directory_of(&target);
         let prefix = format!(".{}.", name.to_string_lossy());
         let mut builder = tempfile::Builder::new();
         builder.prefix(&prefix).suffix(".tmp");
@@ -111,11 +108,18 @@ impl OutputFile {
             .and_then(|f| f.sync_all())
             .map_err(failed)?;
         tmp.persist(&self.target).map_err(|e| failed(e.error))?;
-        if let Some(dir) = self.target.parent().filter(|d| !d.as_os_str().is_empty()) {
-            // The rename itself is durable once the directory is synced.
-            File::open(dir).and_then(|d| d.sync_all()).map_err(failed)?;
-        }
-        Ok(())
+        // The rename itself is durable once the directory is synced.
+        File::open(directory_of(&self.target))
+            .and_then(|d| d.sync_all())
+            .map_err(failed)
+    }
+}
+
+/// The directory holding `file` (`.` for a bare file name).
+fn directory_of(file: &Path) -> &Path {
+    match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
     }
 }
 
