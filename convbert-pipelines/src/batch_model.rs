@@ -6,10 +6,11 @@
 
 use convbert_model::ConvBertConfig;
 use tch::Tensor;
+use tokenizers::Encoding;
 
 use crate::batch::{Prepared, Row};
 use crate::error::{PipelineError, Result};
-use crate::options::PipelineOptions;
+use crate::options::{PipelineOptions, Truncation};
 use crate::tokenizer::{TextTokenizer, TruncationSide};
 
 /// One batch through a pipeline's model, plus the preparation every task shares.
@@ -41,6 +42,24 @@ pub trait BatchModel: Send + Sync {
             .map_or(positions, |m| m.min(positions))
     }
 
+    /// A text (or text pair) with special tokens, cut as `truncation` says (its `max_length`
+    /// defaulting to [`max_input_length`](Self::max_input_length)), else whole. The one
+    /// truncation path of every pipeline's `prepare` and of [`prepare_text`](Self::prepare_text).
+    fn encode_text(
+        &self,
+        text: &str,
+        pair: Option<&str>,
+        truncation: Option<Truncation>,
+    ) -> Result<Encoding> {
+        match truncation {
+            Some(t) => {
+                let max = t.max_length.unwrap_or_else(|| self.max_input_length());
+                self.tokenizer().encode_truncated(text, pair, max, t.side)
+            }
+            None => self.tokenizer().encode(text, pair),
+        }
+    }
+
     /// A text (or text pair) with special tokens as one row. Longer than
     /// [`max_input_length`](Self::max_input_length): cut on `truncate`'s side, or an error
     /// without it.
@@ -51,10 +70,11 @@ pub trait BatchModel: Send + Sync {
         truncate: Option<TruncationSide>,
     ) -> Result<Prepared> {
         let max = self.max_input_length();
-        let enc = match truncate {
-            Some(side) => self.tokenizer().encode_truncated(text, pair, max, side)?,
-            None => self.tokenizer().encode(text, pair)?,
-        };
+        let truncation = truncate.map(|side| Truncation {
+            max_length: None,
+            side,
+        });
+        let enc = self.encode_text(text, pair, truncation)?;
         if enc.len() > max {
             return Err(PipelineError::TooLong {
                 len: enc.len(),

@@ -46,7 +46,19 @@ pub enum PipelineError {
     Option { name: &'static str, reason: String },
 }
 
+/// What every "longer than the model takes" message of a pipeline says.
+pub(crate) const TOO_LONG: &str = "exceeds max_position_embeddings";
+
 impl PipelineError {
+    /// Whether this is an input longer than the model takes, one that truncation would have cut.
+    pub fn is_too_long(&self) -> bool {
+        match self {
+            PipelineError::TooLong { .. } => true,
+            PipelineError::Input(m) => m.contains(TOO_LONG),
+            _ => false,
+        }
+    }
+
     pub(crate) fn tokenizer(e: impl std::fmt::Display) -> Self {
         PipelineError::Tokenizer(e.to_string())
     }

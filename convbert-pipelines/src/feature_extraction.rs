@@ -7,10 +7,10 @@ use std::path::Path;
 use tch::Tensor;
 
 use crate::batch::{single_outputs, Granularity, Prepared};
-use crate::batch_model::impl_batch_model;
+use crate::batch_model::{impl_batch_model, BatchModel};
 use crate::error::{PipelineError, Result};
 use crate::loading::{check_len, Encoder, Loaded, TaskHead};
-use crate::options::PipelineOptions;
+use crate::options::{PipelineOptions, Truncation};
 
 /// What [`FeatureExtractionPipeline::run`] returns per text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -57,14 +57,27 @@ impl FeatureExtractionPipeline {
         })
     }
 
+    /// The pipeline with HF's `truncation=True` / `max_length` (see [`Truncation`]) applied by
+    /// `prepare` and `run`; `None` (the default) makes a too long input an error. A
+    /// `max_length` shorter than a text's special tokens is an option error.
+    pub fn with_truncation(mut self, truncation: Option<Truncation>) -> Result<Self> {
+        self.loaded.set_truncation(truncation)?;
+        Ok(self)
+    }
+
+    /// The truncation set with [`with_truncation`](Self::with_truncation).
+    pub fn truncation(&self) -> Option<Truncation> {
+        self.loaded.truncation
+    }
+
     /// The encoder's hidden size D.
     pub fn hidden_size(&self) -> i64 {
         self.loaded.config.hidden_size
     }
 
-    /// One text as a model row; too long for the model is an error.
+    /// One text as a model row, truncated when set; too long for the model is an error.
     pub fn prepare(&self, text: &str) -> Result<Prepared> {
-        let enc = self.loaded.tokenizer.encode(text, None)?;
+        let enc = self.encode_text(text, None, self.loaded.truncation)?;
         check_len(enc.len(), self.loaded.config.max_position_embeddings)
             .map_err(PipelineError::Input)?;
         Ok(Prepared::single(enc))

@@ -9,10 +9,10 @@ use serde::Serialize;
 use tch::{Kind, Tensor};
 
 use crate::batch::{single_outputs, Granularity, Prepared, Row};
-use crate::batch_model::impl_batch_model;
+use crate::batch_model::{impl_batch_model, BatchModel};
 use crate::error::{PipelineError, Result};
 use crate::loading::{check_len, Loaded};
-use crate::options::PipelineOptions;
+use crate::options::{PipelineOptions, Truncation};
 use crate::tokenizer::TextTokenizer;
 
 /// One proposal for one mask (HF's keys).
@@ -79,6 +79,19 @@ impl FillMaskPipeline {
         &self.loaded.warnings
     }
 
+    /// The pipeline with HF's `truncation=True` / `max_length` (see [`Truncation`]) applied by
+    /// `prepare` and `run`; `None` (the default) makes a too long input an error. A
+    /// `max_length` shorter than a text's special tokens is an option error.
+    pub fn with_truncation(mut self, truncation: Option<Truncation>) -> Result<Self> {
+        self.loaded.set_truncation(truncation)?;
+        Ok(self)
+    }
+
+    /// The truncation set with [`with_truncation`](Self::with_truncation).
+    pub fn truncation(&self) -> Option<Truncation> {
+        self.loaded.truncation
+    }
+
     /// Resolves `targets` as HF does: a target in the vocabulary is its id; any other is replaced
     /// by the first token of its tokenization (a warning), or ignored when it has none (a
     /// warning); duplicates are dropped. No target left is an error.
@@ -135,9 +148,10 @@ impl FillMaskPipeline {
         self.run_inner(texts, top_k, Some(&targets.ids))
     }
 
-    /// One text as a model row; a text without `[MASK]`, or too long, is an error.
+    /// One text as a model row, truncated when set; a text without `[MASK]` (also one cut
+    /// away by truncation), or too long, is an error.
     pub fn prepare(&self, text: &str) -> Result<Prepared> {
-        let enc = self.loaded.tokenizer.encode(text, None)?;
+        let enc = self.encode_text(text, None, self.loaded.truncation)?;
         let prepared = Prepared::single(enc);
         if !prepared.rows[0].ids.contains(&self.mask_id()) {
             return Err(PipelineError::Input("no [MASK] token in the input".into()));

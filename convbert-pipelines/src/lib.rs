@@ -7,7 +7,9 @@
 //! length into batches of [`PipelineOptions::batch_size`] and returns results in input order. By
 //! default the model runs in `convbert-model`'s padding-invariant mode, so a result never depends
 //! on what else was in its batch (see [`PipelineOptions`]). Inputs that cannot be processed get an
-//! `Err` in their own slot; the others are still computed.
+//! `Err` in their own slot; the others are still computed. A text longer than the model takes is
+//! such an error unless the pipeline's `with_truncation` ([`Truncation`], HF's `truncation=True`
+//! / `max_length`) cuts it.
 //!
 //! ```
 //! use convbert_pipelines::{FillMaskPipeline, PipelineOptions};
@@ -40,7 +42,7 @@ pub use batch_model::BatchModel;
 pub use error::{PipelineError, Result};
 pub use feature_extraction::{FeatureExtractionPipeline, Pooling};
 pub use fill_mask::{FillMaskCandidate, FillMaskPipeline, FillMaskTargets};
-pub use options::PipelineOptions;
+pub use options::{PipelineOptions, Truncation};
 pub use question_answering::{Answer, QaInput, QaOptions, QuestionAnsweringPipeline};
 pub use text_classification::{LabelScore, ScoreFunction, TextClassificationPipeline, TextInput};
 pub use token_classification::{AggregationStrategy, Entity, TokenClassificationPipeline};

@@ -17,8 +17,8 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 use crate::batch::{forward_batch, run_prepared, single_outputs, Granularity, Prepared, Row};
-use crate::error::{PipelineError, Result};
-use crate::options::PipelineOptions;
+use crate::error::{PipelineError, Result, TOO_LONG};
+use crate::options::{PipelineOptions, Truncation};
 use crate::tokenizer::TextTokenizer;
 
 /// A model a pipeline runs: how it loads, its encoder and what its load report says.
@@ -80,6 +80,8 @@ pub(crate) struct Loaded<H> {
     pub(crate) tokenizer: TextTokenizer,
     pub(crate) options: PipelineOptions,
     pub(crate) warnings: Vec<String>,
+    /// HF's `truncation=True`, when set by the pipeline's `with_truncation`.
+    pub(crate) truncation: Option<Truncation>,
 }
 
 impl<H: TaskHead> Loaded<H> {
@@ -109,7 +111,17 @@ impl<H: TaskHead> Loaded<H> {
             tokenizer,
             options,
             warnings,
+            truncation: None,
         }
+    }
+
+    /// Sets HF's truncation; a `max_length` shorter than a text's special tokens is refused.
+    pub(crate) fn set_truncation(&mut self, truncation: Option<Truncation>) -> Result<()> {
+        if let Some(max) = truncation.and_then(|t| t.max_length) {
+            self.tokenizer.check_max_length(max, false)?;
+        }
+        self.truncation = truncation;
+        Ok(())
     }
 
     /// The model, for one thread at a time.
@@ -200,9 +212,7 @@ fn head_warnings(report: Option<&HeadLoadReport>, task: &str) -> Vec<String> {
 /// Checks a sequence length against the model's position table.
 pub(crate) fn check_len(len: usize, max: i64) -> Result<(), String> {
     if len as i64 > max {
-        Err(format!(
-            "sequence of {len} tokens exceeds max_position_embeddings = {max}"
-        ))
+        Err(format!("sequence of {len} tokens {TOO_LONG} = {max}"))
     } else {
         Ok(())
     }

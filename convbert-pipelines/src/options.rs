@@ -1,8 +1,10 @@
-//! Options shared by every pipeline: device, dtype, batch size and the padding mode.
+//! Options shared by every pipeline: device, dtype, batch size and the padding mode; and
+//! [`Truncation`], HF's `truncation=True` / `max_length` for the text pipelines.
 
 use tch::{Device, Kind};
 
 use crate::error::{PipelineError, Result};
+use crate::tokenizer::TruncationSide;
 
 /// How a pipeline runs its model.
 ///
@@ -47,4 +49,16 @@ impl PipelineOptions {
         }
         Ok(())
     }
+}
+
+/// HF's `truncation=True` with an optional `max_length`: inputs longer than `max_length` tokens
+/// (special tokens included) are cut on `side`, the longer text of a pair first. Set on a
+/// pipeline with `with_truncation`; without it, a text longer than the model takes is an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Truncation {
+    /// Longest input in tokens; `None`: the tokenizer's `model_max_length` bounded by
+    /// `max_position_embeddings` (what HF's `truncation=True` uses).
+    pub max_length: Option<usize>,
+    /// Which end is cut (HF `truncation_side`, right by default).
+    pub side: TruncationSide,
 }

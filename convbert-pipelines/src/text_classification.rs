@@ -10,10 +10,10 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use crate::batch::{single_outputs, Granularity, Prepared};
-use crate::batch_model::impl_batch_model;
+use crate::batch_model::{impl_batch_model, BatchModel};
 use crate::error::{PipelineError, Result};
 use crate::loading::{check_len, Loaded};
-use crate::options::PipelineOptions;
+use crate::options::{PipelineOptions, Truncation};
 
 /// A text, or a text pair (HF's `{"text": .., "text_pair": ..}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +77,19 @@ impl TextClassificationPipeline {
         &self.loaded.warnings
     }
 
+    /// The pipeline with HF's `truncation=True` / `max_length` (see [`Truncation`]) applied by
+    /// `prepare` and `run`; `None` (the default) makes a too long input an error. A
+    /// `max_length` shorter than a text's special tokens is an option error.
+    pub fn with_truncation(mut self, truncation: Option<Truncation>) -> Result<Self> {
+        self.loaded.set_truncation(truncation)?;
+        Ok(self)
+    }
+
+    /// The truncation set with [`with_truncation`](Self::with_truncation).
+    pub fn truncation(&self) -> Option<Truncation> {
+        self.loaded.truncation
+    }
+
     /// HF's default: none for regression, sigmoid for multi-label or a single label, else softmax.
     pub fn default_function(&self) -> ScoreFunction {
         let labels = &self.labels;
@@ -88,12 +101,11 @@ impl TextClassificationPipeline {
         }
     }
 
-    /// One text or pair as a model row; too long for the model is an error.
+    /// One text or pair as a model row, truncated when set; too long for the model is an
+    /// error.
     pub fn prepare(&self, x: &TextInput) -> Result<Prepared> {
-        let enc = self
-            .loaded
-            .tokenizer
-            .encode(&x.text, x.text_pair.as_deref())?;
+        let pair = x.text_pair.as_deref();
+        let enc = self.encode_text(&x.text, pair, self.loaded.truncation)?;
         check_len(enc.len(), self.loaded.config.max_position_embeddings)
             .map_err(PipelineError::Input)?;
         Ok(Prepared::single(enc))

@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use crate::batch::{single_outputs, Granularity, Prepared, Row};
-use crate::batch_model::impl_batch_model;
+use crate::batch_model::{impl_batch_model, BatchModel};
 use crate::error::{PipelineError, Result};
 use crate::loading::{check_len, Loaded};
-use crate::options::PipelineOptions;
+use crate::options::{PipelineOptions, Truncation};
 use crate::tokenizer::TextTokenizer;
 
 /// How tokens are merged into entities (HF `AggregationStrategy`; HF's lower-case names in JSON).
@@ -93,6 +93,14 @@ fn aggregate_overlapping(mut entities: Vec<Entity>) -> Vec<Entity> {
     }
     out.push(previous);
     out
+}
+
+/// Stride windows run a text whole; truncation cuts it: asking for both is refused.
+fn stride_with_truncation() -> PipelineError {
+    PipelineError::option(
+        "stride",
+        "`stride` runs a long text whole in windows and `truncation` cuts it: use one of them",
+    )
 }
 
 /// A token before aggregation.
@@ -188,6 +196,21 @@ impl TokenClassificationPipeline {
         &self.loaded.warnings
     }
 
+    /// The pipeline with HF's `truncation=True` / `max_length` (see [`Truncation`]) applied by
+    /// `prepare` and `run` (HF's token-classification pipeline always truncates to
+    /// `model_max_length`: set `Truncation::default()` for its results); `None` (the default) makes a too long input an error. A
+    /// `max_length` shorter than a text's special tokens is an option error, and
+    /// so is a stride window run (truncation and stride are exclusive).
+    pub fn with_truncation(mut self, truncation: Option<Truncation>) -> Result<Self> {
+        self.loaded.set_truncation(truncation)?;
+        Ok(self)
+    }
+
+    /// The truncation set with [`with_truncation`](Self::with_truncation).
+    pub fn truncation(&self) -> Option<Truncation> {
+        self.loaded.truncation
+    }
+
     /// Per text, its entities in text order; labels in `ignore_labels` (HF default `["O"]`) are
     /// dropped. A text longer than the model takes gives an `Err` in its slot (see
     /// [`run_with_stride`](Self::run_with_stride)).
@@ -219,8 +242,11 @@ impl TokenClassificationPipeline {
     }
 
     /// Refuses a `stride` with [`AggregationStrategy::None`] or not shorter than the windows, as
-    /// HF does.
+    /// HF does, and on a pipeline with truncation set.
     pub fn check_stride(&self, strategy: AggregationStrategy, stride: usize) -> Result<()> {
+        if self.loaded.truncation.is_some() {
+            return Err(stride_with_truncation());
+        }
         if strategy == AggregationStrategy::None {
             return Err(PipelineError::option(
                 "stride",
@@ -250,9 +276,11 @@ impl TokenClassificationPipeline {
     /// error.
     pub fn prepare(&self, text: &str, stride: Option<usize>) -> Result<Prepared> {
         let tok = &self.loaded.tokenizer;
+        let truncation = self.loaded.truncation;
         let encodings = match stride {
+            Some(_) if truncation.is_some() => return Err(stride_with_truncation()),
             Some(stride) => tok.encode_text_windows(text, self.window_len(), stride)?,
-            None => vec![tok.encode(text, None)?],
+            None => vec![self.encode_text(text, None, truncation)?],
         };
         for enc in &encodings {
             check_len(enc.len(), self.loaded.config.max_position_embeddings)

@@ -9,8 +9,8 @@ use std::path::Path;
 use convbert_tokenizer::{clean_up_tokenization, ConvBertTokenizerFast, TokenizerConfig};
 use serde_json::Value;
 use tokenizers::{
-    Decoder, EncodeInput, Encoding, Tokenizer, TruncationDirection, TruncationParams,
-    TruncationStrategy,
+    Decoder, EncodeInput, Encoding, PostProcessor, Tokenizer, TruncationDirection,
+    TruncationParams, TruncationStrategy,
 };
 
 use crate::error::{PipelineError, Result};
@@ -125,7 +125,8 @@ impl TextTokenizer {
     }
 
     /// [`encode`](Self::encode) cut to at most `max_len` tokens (special tokens included) on
-    /// `side`, the longer of a pair first (HF `truncation=True`).
+    /// `side`, the longer of a pair first (HF `truncation=True`). A `max_len` below the special
+    /// tokens is an option error (HF's tokenizer silently skips the truncation then).
     pub fn encode_truncated(
         &self,
         text: &str,
@@ -133,6 +134,7 @@ impl TextTokenizer {
         max_len: usize,
         side: TruncationSide,
     ) -> Result<Encoding> {
+        self.check_max_length(max_len, pair.is_some())?;
         let input: EncodeInput = match pair {
             Some(p) => (text, p).into(),
             None => text.into(),
@@ -150,6 +152,27 @@ impl TextTokenizer {
         .map_err(PipelineError::tokenizer)?;
         tok.encode_char_offsets(input, true)
             .map_err(|e| PipelineError::Input(format!("cannot tokenize: {e}")))
+    }
+
+    /// How many special tokens an input gets: 2 for a text (`[CLS] … [SEP]`), 3 for a pair.
+    pub fn num_special_tokens(&self, pair: bool) -> usize {
+        self.inner
+            .get_post_processor()
+            .map_or(0, |p| p.added_tokens(pair))
+    }
+
+    /// Refuses a truncation length that leaves no room for the special tokens of a text
+    /// (`pair = false`) or a pair.
+    pub fn check_max_length(&self, max_len: usize, pair: bool) -> Result<()> {
+        let specials = self.num_special_tokens(pair);
+        if max_len < specials {
+            let what = if pair { "a text pair" } else { "a text" };
+            return Err(PipelineError::option(
+                "max_length",
+                format!("{max_len} is less than the {specials} special tokens of {what}"),
+            ));
+        }
+        Ok(())
     }
 
     /// One text, with or without special tokens, offsets in bytes of `text` (what Text
