@@ -4,7 +4,9 @@
 use clap::{Args, ValueEnum};
 use convbert_pipelines::{ScoreFunction, TextClassificationPipeline, TextInput};
 
-use crate::common::{parse_json, run_jsonl, warn, CliResult, IoArgs, JsonlSink, ModelArgs};
+use crate::common::{
+    parse_json, run_jsonl, warn, CliResult, IoArgs, JsonlSink, ModelArgs, TruncationArgs,
+};
 
 /// `--function`: how logits become scores.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -21,6 +23,8 @@ pub struct ClassifyArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub io: IoArgs,
+    #[command(flatten)]
+    pub truncation: TruncationArgs,
     /// Labels per input
     #[arg(long, default_value_t = 1, conflicts_with = "all")]
     pub top_k: usize,
@@ -36,7 +40,9 @@ pub fn run(args: &ClassifyArgs) -> CliResult {
     let options = args.model.options()?;
     // Before the model loads: an unwritable --output fails first.
     let sink = JsonlSink::new(args.io.writer()?);
-    let pipe = TextClassificationPipeline::from_pretrained(args.model.model(), options)?;
+    let pipe = TextClassificationPipeline::from_pretrained(args.model.model(), options)?
+        .with_truncation(args.truncation.truncation())
+        .map_err(TruncationArgs::refused)?;
     warn(pipe.warnings());
     let top_k = if args.all { None } else { Some(args.top_k) };
     let function = args.function.map(|f| match f {
@@ -59,6 +65,12 @@ pub fn run(args: &ClassifyArgs) -> CliResult {
                 })
             }
         },
-        |inputs: &[TextInput]| Ok(pipe.run(inputs, top_k, function)?),
+        |inputs: &[TextInput]| {
+            let out = pipe.run(inputs, top_k, function)?;
+            Ok(out
+                .into_iter()
+                .map(|r| r.map_err(|e| args.truncation.explain(e)))
+                .collect())
+        },
     )
 }

@@ -1,4 +1,5 @@
-//! What the model subcommands share: `--model/--device/--dtype/--threads/--batch-size`, reading
+//! What the model subcommands share: `--model/--device/--dtype/--threads/--batch-size`,
+//! `--truncation/--max-length` of the text subcommands, reading
 //! inputs from arguments, a file or stdin (one input per line), writing JSON Lines, the progress
 //! bar, and the error type with its exit codes (2 usage, 1 anything else).
 
@@ -7,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use convbert_pipelines::PipelineOptions;
+use convbert_pipelines::{PipelineError, PipelineOptions, Truncation, TruncationSide};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tch::{Device, Kind};
@@ -157,6 +158,56 @@ impl ModelArgs {
     }
 }
 
+/// HF's `truncation=True` / `max_length` for fill-mask, classify, ner and embed.
+#[derive(Debug, Clone, Args)]
+pub struct TruncationArgs {
+    /// Cut inputs longer than the model takes instead of failing them: the end of a text is
+    /// dropped (the longer text of a pair first), as HF's truncation=True
+    #[arg(long)]
+    pub truncation: bool,
+    /// Longest input in tokens, special tokens included; implies --truncation [default: the
+    /// tokenizer's model_max_length, at most max_position_embeddings]
+    #[arg(long, value_name = "N")]
+    pub max_length: Option<usize>,
+}
+
+impl TruncationArgs {
+    /// The pipelines' truncation, `None` without --truncation or --max-length.
+    pub fn truncation(&self) -> Option<Truncation> {
+        (self.truncation || self.max_length.is_some()).then_some(Truncation {
+            max_length: self.max_length,
+            side: TruncationSide::Right,
+        })
+    }
+
+    /// A pipeline's refusal of the truncation (a --max-length below the special tokens): a
+    /// usage error.
+    pub fn refused(e: PipelineError) -> CliError {
+        match e {
+            PipelineError::Option { reason, .. } => {
+                CliError::Usage(format!("--max-length {reason}"))
+            }
+            other => CliError::from(other),
+        }
+    }
+
+    /// A failed input's message; one too long for the model names --truncation when it was not
+    /// given.
+    pub fn explain(&self, e: PipelineError) -> String {
+        match e {
+            // A --max-length too short for a text pair's special tokens.
+            PipelineError::Option {
+                name: "max_length",
+                reason,
+            } => format!("--max-length {reason}"),
+            e if e.is_too_long() && self.truncation().is_none() => {
+                format!("{e} (use --truncation)")
+            }
+            e => e.to_string(),
+        }
+    }
+}
+
 /// Where the inputs come from and where results go.
 #[derive(Debug, Clone, Args)]
 pub struct IoArgs {
@@ -289,7 +340,7 @@ pub fn one_or_list<T: Serialize>(mut items: Vec<T>) -> serde_json::Value {
 /// run the valid ones (progress bar), write one result per line in order, report bad lines
 /// (unparsable, not UTF-8, failed) without losing others. `sink` is opened by the caller before
 /// the model loads, so an unwritable output fails first.
-pub fn run_jsonl<I, O, P, R>(
+pub fn run_jsonl<I, O, E, P, R>(
     io: &IoArgs,
     mut sink: JsonlSink,
     batch_size: usize,
@@ -298,8 +349,9 @@ pub fn run_jsonl<I, O, P, R>(
 ) -> CliResult
 where
     O: Serialize,
+    E: std::fmt::Display,
     P: Fn(&Line) -> Result<I, String>,
-    R: FnMut(&[I]) -> CliResult<Vec<Result<O, convbert_pipelines::PipelineError>>>,
+    R: FnMut(&[I]) -> CliResult<Vec<Result<O, E>>>,
 {
     let mut lines = io.lines()?;
     let bar = progress((!io.texts.is_empty()).then_some(io.texts.len()));

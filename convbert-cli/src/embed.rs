@@ -10,7 +10,7 @@ use convbert_pipelines::{FeatureExtractionPipeline, Pooling};
 use tch::Tensor;
 
 use crate::common::{
-    chunk_size, progress, say, CliError, CliResult, IoArgs, ModelArgs, OutputFile,
+    chunk_size, progress, say, CliError, CliResult, IoArgs, ModelArgs, OutputFile, TruncationArgs,
 };
 
 /// `--pooling` values.
@@ -26,6 +26,8 @@ pub enum PoolingArg {
 pub struct EmbedArgs {
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub truncation: TruncationArgs,
     /// Inputs; when none, lines of --input (or stdin)
     pub texts: Vec<String>,
     /// Read one text per line from FILE ("-" = stdin)
@@ -43,7 +45,9 @@ pub fn run(args: &EmbedArgs) -> CliResult {
     let options = args.model.options()?;
     // Before the model loads and computes: an unwritable --output fails first.
     let output = OutputFile::create(&args.output)?;
-    let pipe = FeatureExtractionPipeline::from_pretrained(args.model.model(), options)?;
+    let pipe = FeatureExtractionPipeline::from_pretrained(args.model.model(), options)?
+        .with_truncation(args.truncation.truncation())
+        .map_err(TruncationArgs::refused)?;
     let pooling = match args.pooling {
         PoolingArg::None => Pooling::None,
         PoolingArg::Cls => Pooling::Cls,
@@ -85,6 +89,7 @@ pub fn run(args: &EmbedArgs) -> CliResult {
                     numbers.push(line.number as i64);
                 }
                 Err(e) => {
+                    let e = args.truncation.explain(e);
                     say(format_args!("error: line {}: {e}", line.number));
                     failed += 1;
                 }

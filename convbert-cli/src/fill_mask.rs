@@ -6,7 +6,7 @@ use clap::Args;
 use convbert_pipelines::FillMaskPipeline;
 
 use crate::common::{
-    one_or_list, run_jsonl, text_of, warn, CliResult, IoArgs, JsonlSink, ModelArgs,
+    one_or_list, run_jsonl, text_of, warn, CliResult, IoArgs, JsonlSink, ModelArgs, TruncationArgs,
 };
 
 /// Arguments of `convbert fill-mask`.
@@ -16,6 +16,8 @@ pub struct FillMaskArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub io: IoArgs,
+    #[command(flatten)]
+    pub truncation: TruncationArgs,
     /// Candidates per mask
     #[arg(long, default_value_t = 5)]
     pub top_k: usize,
@@ -29,7 +31,9 @@ pub fn run(args: &FillMaskArgs) -> CliResult {
     let options = args.model.options()?;
     // Before the model loads: an unwritable --output fails first.
     let sink = JsonlSink::new(args.io.writer()?);
-    let pipe = FillMaskPipeline::from_pretrained(args.model.model(), options)?;
+    let pipe = FillMaskPipeline::from_pretrained(args.model.model(), options)?
+        .with_truncation(args.truncation.truncation())
+        .map_err(TruncationArgs::refused)?;
     warn(pipe.warnings());
     let targets = match &args.targets {
         Some(t) => {
@@ -52,7 +56,10 @@ pub fn run(args: &FillMaskArgs) -> CliResult {
                 Some(t) => pipe.run_with_targets(&refs, args.top_k, t)?,
                 None => pipe.run(&refs, args.top_k)?,
             };
-            Ok(out.into_iter().map(|r| r.map(one_or_list)).collect())
+            Ok(out
+                .into_iter()
+                .map(|r| r.map(one_or_list).map_err(|e| args.truncation.explain(e)))
+                .collect())
         },
     )
 }

@@ -5,7 +5,9 @@
 use clap::{Args, ValueEnum};
 use convbert_pipelines::{AggregationStrategy, TokenClassificationPipeline};
 
-use crate::common::{run_jsonl, text_of, warn, CliResult, IoArgs, JsonlSink, ModelArgs};
+use crate::common::{
+    run_jsonl, text_of, warn, CliResult, IoArgs, JsonlSink, ModelArgs, TruncationArgs,
+};
 
 /// `--aggregation` values, HF's names.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -24,6 +26,8 @@ pub struct NerArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub io: IoArgs,
+    #[command(flatten)]
+    pub truncation: TruncationArgs,
     /// How tokens are merged into entities
     #[arg(long, value_enum, default_value = "none")]
     pub aggregation: Aggregation,
@@ -31,8 +35,9 @@ pub struct NerArgs {
     #[arg(long, value_delimiter = ',', default_value = "O")]
     pub ignore_labels: Vec<String>,
     /// Run long lines whole, in windows of the tokenizer's model_max_length tokens that overlap
-    /// by this many tokens (needs an aggregation other than none), as HF's stride
-    #[arg(long)]
+    /// by this many tokens (needs an aggregation other than none), as HF's stride; not with
+    /// --truncation
+    #[arg(long, conflicts_with_all = ["truncation", "max_length"])]
     pub stride: Option<usize>,
 }
 
@@ -40,7 +45,9 @@ pub fn run(args: &NerArgs) -> CliResult {
     let options = args.model.options()?;
     // Before the model loads: an unwritable --output fails first.
     let sink = JsonlSink::new(args.io.writer()?);
-    let pipe = TokenClassificationPipeline::from_pretrained(args.model.model(), options)?;
+    let pipe = TokenClassificationPipeline::from_pretrained(args.model.model(), options)?
+        .with_truncation(args.truncation.truncation())
+        .map_err(TruncationArgs::refused)?;
     warn(pipe.warnings());
     let strategy = match args.aggregation {
         Aggregation::None => AggregationStrategy::None,
@@ -58,10 +65,14 @@ pub fn run(args: &NerArgs) -> CliResult {
         |line| text_of(line, jsonl),
         |texts: &[String]| {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            Ok(match args.stride {
+            let out = match args.stride {
                 Some(stride) => pipe.run_with_stride(&refs, strategy, &ignore, stride)?,
                 None => pipe.run(&refs, strategy, &ignore)?,
-            })
+            };
+            Ok(out
+                .into_iter()
+                .map(|r| r.map_err(|e| args.truncation.explain(e)))
+                .collect())
         },
     )
 }
