@@ -48,6 +48,10 @@ pub enum TrainError {
         label: String,
         known: Vec<String>,
     },
+    /// Classification data whose examples all have the same label: nothing to tell apart (a
+    /// one-label head would be a regression head).
+    #[error("{path}: every example has the label {label:?}; classification needs at least two distinct labels")]
+    SingleLabel { path: PathBuf, label: String },
     /// A dataset with no usable example.
     #[error("{0}: the dataset is empty")]
     EmptyDataset(PathBuf),

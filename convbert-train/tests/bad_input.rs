@@ -1,5 +1,5 @@
 //! Bad input gives typed errors: malformed records name their file and line, an unknown label is
-//! reported, an empty dataset is refused, a NaN/negative learning rate is rejected before anything
+//! reported, an empty dataset and classification data with a single label are refused, a NaN/negative learning rate is rejected before anything
 //! is written, and a NaN loss (here in a run resumed from a poisoned checkpoint) or gradient stops
 //! training before any weight changes, leaving the checkpoints already written untouched.
 
@@ -194,6 +194,24 @@ fn an_empty_dataset_is_refused() {
             }
             other => panic!("{name}: expected EmptyDataset, got {other:?}"),
         }
+    }
+}
+
+#[test]
+fn classification_data_with_a_single_label_is_refused_in_words() {
+    let dir = temp_dir("single-label");
+    let text = "{\"text\": \"a\", \"label\": \"pos\"}\n{\"text\": \"b\", \"label\": \"pos\"}\n";
+    let path = write(&dir, "one.jsonl", text);
+    match read(Task::TextClassification, &path, &DataOptions::default()) {
+        Err(e @ TrainError::SingleLabel { .. }) => assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: every example has the label \"pos\"; classification needs at least two \
+                 distinct labels",
+                path.display()
+            )
+        ),
+        other => panic!("expected SingleLabel, got {other:?}"),
     }
 }
 

@@ -89,6 +89,12 @@ pub fn read_classification(
         Some(n) => n.clone(),
         None => sorted_label_names(&labels),
     };
+    if let [only] = names.as_slice() {
+        return Err(TrainError::SingleLabel {
+            path: path.into(),
+            label: only.clone(),
+        });
+    }
     let opts = truncating(options.max_length);
     let mut examples = Vec::with_capacity(records.len());
     for ((line, r), label) in records.iter().zip(&labels) {
