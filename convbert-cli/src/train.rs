@@ -22,9 +22,9 @@ use crate::common::{exit_code, parse_device, CliError, CliResult};
 /// Arguments of `convbert train` (hyper-parameter defaults are HF TrainingArguments').
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
-    /// text-classification | token-classification | question-answering | multiple-choice | masked-lm
-    #[arg(long)]
-    task: String,
+    /// The head to train
+    #[arg(long, value_enum)]
+    task: TaskArg,
     /// Checkpoint directory or HF model id (local cache) to start from
     #[arg(long, required_unless_present = "config")]
     model: Option<PathBuf>,
@@ -41,52 +41,76 @@ pub struct TrainArgs {
     #[arg(long)]
     eval: Option<PathBuf>,
     /// Output directory; must be empty (or absent) unless --resume-from or --overwrite-output-dir
-    #[arg(long)]
+    #[arg(long, short)]
     output: PathBuf,
     /// Train into a non-empty --output: first remove its earlier run's checkpoint-* directories,
     /// final model (config.json, model.safetensors), train_log.jsonl and loss_curve.svg; other
     /// files stay
     #[arg(long, conflicts_with = "resume_from")]
     overwrite_output_dir: bool,
+    /// Peak learning rate of AdamW
     #[arg(long, default_value_t = 5e-5)]
     learning_rate: f64,
+    /// AdamW weight decay (not on biases and LayerNorm weights)
     #[arg(long, default_value_t = 0.0)]
     weight_decay: f64,
+    /// AdamW beta1
     #[arg(long, default_value_t = 0.9)]
     adam_beta1: f64,
+    /// AdamW beta2
     #[arg(long, default_value_t = 0.999)]
     adam_beta2: f64,
+    /// AdamW epsilon
     #[arg(long, default_value_t = 1e-8)]
     adam_epsilon: f64,
     /// Warm-up steps (overrides --warmup-ratio)
     #[arg(long)]
     warmup_steps: Option<usize>,
+    /// Fraction of the steps spent warming up the learning rate linearly
     #[arg(long, default_value_t = 0.0)]
     warmup_ratio: f64,
-    #[arg(long, default_value_t = 3)]
+    /// Passes over the training data
+    #[arg(long, visible_alias = "num-train-epochs", default_value_t = 3)]
     epochs: usize,
     /// Total optimizer steps (overrides --epochs)
     #[arg(long)]
     max_steps: Option<usize>,
-    #[arg(long, default_value_t = 8)]
+    /// Training examples per step (before gradient accumulation)
+    #[arg(
+        long,
+        visible_alias = "per-device-train-batch-size",
+        default_value_t = 8
+    )]
     batch_size: usize,
-    #[arg(long, default_value_t = 8)]
+    /// Evaluation examples per forward pass
+    #[arg(
+        long,
+        visible_alias = "per-device-eval-batch-size",
+        default_value_t = 8
+    )]
     eval_batch_size: usize,
+    /// Steps whose gradients are summed before each optimizer update
     #[arg(long, default_value_t = 1)]
     gradient_accumulation_steps: usize,
     /// 0 disables clipping
     #[arg(long, default_value_t = 1.0)]
     max_grad_norm: f64,
+    /// Random seed of the weights, shuffling, dropout and masking
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Log the training loss every N optimizer steps
     #[arg(long, default_value_t = 500)]
     logging_steps: usize,
+    /// Evaluate every N optimizer steps [default: at the end only]
     #[arg(long)]
     eval_steps: Option<usize>,
+    /// Save a checkpoint-<step> directory every N optimizer steps [default: none]
     #[arg(long)]
     save_steps: Option<usize>,
+    /// Keep only the newest N checkpoints
     #[arg(long)]
     save_total_limit: Option<usize>,
+    /// Intra-op CPU threads (default: libtorch's choice)
     #[arg(long)]
     threads: Option<usize>,
     /// cpu | cuda | cuda:N
@@ -98,23 +122,51 @@ pub struct TrainArgs {
     /// fp16 mixed precision with dynamic loss scaling (CUDA)
     #[arg(long)]
     fp16: bool,
+    /// Longest example in tokens, special tokens included (longer ones are truncated)
     #[arg(long, default_value_t = 128)]
     max_length: usize,
-    /// QA: overlap of context windows in tokens
-    #[arg(long, default_value_t = 32)]
-    doc_stride: usize,
+    /// QA: overlap of context windows in tokens, as HF's run_qa [default: 128, at most half of
+    /// --max-length]
+    #[arg(long)]
+    doc_stride: Option<usize>,
+    /// MLM: fraction of the tokens masked
     #[arg(long, default_value_t = 0.15)]
     mlm_probability: f64,
     /// MLM: mask whole words
     #[arg(long)]
     whole_word_mask: bool,
     /// A checkpoint-<step> directory of an earlier run with the same arguments
-    #[arg(long)]
+    #[arg(long, visible_alias = "resume-from-checkpoint")]
     resume_from: Option<PathBuf>,
     /// No progress bar
     #[arg(long)]
     no_progress: bool,
 }
+
+/// `--task`: the head to train.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum TaskArg {
+    TextClassification,
+    TokenClassification,
+    QuestionAnswering,
+    MultipleChoice,
+    MaskedLm,
+}
+
+impl TaskArg {
+    fn task(self) -> Task {
+        match self {
+            TaskArg::TextClassification => Task::TextClassification,
+            TaskArg::TokenClassification => Task::TokenClassification,
+            TaskArg::QuestionAnswering => Task::QuestionAnswering,
+            TaskArg::MultipleChoice => Task::MultipleChoice,
+            TaskArg::MaskedLm => Task::MaskedLm,
+        }
+    }
+}
+
+/// HF run_qa's doc_stride; at most half the window so that consecutive windows move forward.
+const DOC_STRIDE: usize = 128;
 
 /// Runs `convbert train`; errors go to stderr with exit code 1 (2 for bad arguments).
 pub fn main(args: &TrainArgs) -> ExitCode {
@@ -141,7 +193,22 @@ fn usage(e: TrainError) -> CliError {
              one of its checkpoints, or --overwrite-output-dir",
             dir.display()
         )),
+        // The library names its fields (`learning_rate`); the user typed flags.
+        TrainError::Argument { name, reason } => {
+            CliError::Usage(format!("--{}: {reason}", flag_of(name)))
+        }
         other => CliError::Usage(other.to_string()),
+    }
+}
+
+/// The command-line flag of a `TrainingArgs` field.
+fn flag_of(field: &str) -> String {
+    match field {
+        "train_batch_size" => "batch-size".into(),
+        "num_train_epochs" => "epochs".into(),
+        "mixed_precision" => "fp16/--bf16".into(),
+        "resume_from_checkpoint" => "resume-from".into(),
+        other => other.replace('_', "-"),
     }
 }
 
@@ -244,7 +311,7 @@ fn training_args(a: &TrainArgs, device: Device) -> TrainingArgs {
 }
 
 fn run(a: &TrainArgs) -> CliResult<String> {
-    let task = Task::parse(&a.task).map_err(usage)?;
+    let task = a.task.task();
     let device = parse_device(&a.device)?;
     let args = training_args(a, device);
     args.validate().map_err(usage)?;
@@ -266,7 +333,7 @@ fn run(a: &TrainArgs) -> CliResult<String> {
     let classifies = matches!(task, Task::TextClassification | Task::TokenClassification);
     let mut options = DataOptions {
         max_length: a.max_length,
-        doc_stride: a.doc_stride,
+        doc_stride: a.doc_stride.unwrap_or(DOC_STRIDE.min(a.max_length / 2)),
         label_names: if classifies {
             config_labels(&config)
         } else {

@@ -296,13 +296,23 @@ fn bad_input_exits_1_with_one_line_and_bad_usage_exits_2() {
     );
     let mut nan = base(&train);
     nan.push("--learning-rate=NaN".into());
-    one_line(&run(nan), 2, "learning_rate");
+    one_line(
+        &run(nan),
+        2,
+        "--learning-rate: NaN is not a finite number >= 0",
+    );
     let mut negative = base(&train);
     negative.push("--learning-rate=-0.1".into());
-    one_line(&run(negative), 2, "learning_rate");
+    one_line(&run(negative), 2, "--learning-rate");
     let mut task = base(&train);
     task[2] = "summarization".into();
-    one_line(&run(task), 2, "unknown task");
+    let out = run(task);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("invalid value 'summarization' for '--task <TASK>'"),
+        "{}",
+        stderr(&out)
+    );
     let mut fp16 = base(&train);
     fp16.push("--fp16".into());
     one_line(&run(fp16), 2, "fp16 mixed precision needs a CUDA device");
