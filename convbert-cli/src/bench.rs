@@ -45,8 +45,10 @@ pub struct BenchArgs {
     /// A public ConvBERT size with random weights [default: base]
     #[arg(long, value_enum)]
     pub shape: Option<Shape>,
+    /// Sequences per forward pass
     #[arg(long, default_value_t = 8)]
     pub batch_size: i64,
+    /// Tokens per sequence
     #[arg(long, default_value_t = 128)]
     pub seq_len: i64,
     /// Weight and compute dtype

@@ -18,6 +18,9 @@ pub enum Function {
 
 /// Arguments of `convbert classify`.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "With --jsonl, each input line is {\"text\": \"...\"} or a pair {\"text\": \"...\", \"text_pair\": \"...\"}."
+)]
 pub struct ClassifyArgs {
     #[command(flatten)]
     pub model: ModelArgs,
@@ -32,7 +35,7 @@ pub struct ClassifyArgs {
     #[arg(long)]
     pub all: bool,
     /// Score function [default: the model's: softmax, or sigmoid for multi-label / one label]
-    #[arg(long, value_enum)]
+    #[arg(long, visible_alias = "function-to-apply", value_enum)]
     pub function: Option<Function>,
 }
 

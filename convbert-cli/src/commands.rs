@@ -20,7 +20,7 @@ pub enum ModelCommand {
     Ner(ner::NerArgs),
     /// Extractive question answering (JSON Lines out)
     Qa(qa::QaArgs),
-    /// Encoder features, pooled or per token, to a .safetensors file
+    /// Encoder features, pooled or per token: JSON Lines to stdout, or a .safetensors file
     Embed(embed::EmbedArgs),
     /// One forward pass: .safetensors in, every HF output field out
     Forward(forward::ForwardArgs),

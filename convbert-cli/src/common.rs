@@ -4,7 +4,7 @@
 //! bar, and the error type with its exit codes (2 usage, 1 anything else).
 
 use std::io::{BufWriter, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
@@ -219,7 +219,8 @@ pub struct IoArgs {
     /// Each input line is a JSON object (see the subcommand's help) instead of plain text
     #[arg(long)]
     pub jsonl: bool,
-    /// Write results to FILE instead of stdout (replaced whole when the command ends)
+    /// Write results to FILE instead of stdout (replaced whole when the command ends; "-" =
+    /// stdout)
     #[arg(long, short)]
     pub output: Option<PathBuf>,
 }
@@ -236,8 +237,8 @@ impl IoArgs {
     /// The JSON Lines sink: --output (checked writable now, see [`OutputFile`]) or stdout.
     pub fn writer(&self) -> CliResult<Output> {
         Ok(match &self.output {
-            Some(p) => Output::File(BufWriter::new(OutputFile::create(p)?)),
-            None => Output::Stdout(BufWriter::new(std::io::stdout())),
+            Some(p) if p != Path::new("-") => Output::File(BufWriter::new(OutputFile::create(p)?)),
+            _ => Output::Stdout(BufWriter::new(std::io::stdout())),
         })
     }
 }

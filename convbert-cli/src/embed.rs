@@ -1,16 +1,21 @@
-//! `convbert embed`: encoder features of each input line written to a `.safetensors` file:
-//! `embeddings` (N, D) f32 for `--pooling cls|mean`, or `last_hidden_state.<i>` (L_i, D) per line
-//! for `--pooling none`; `line_numbers` (N,) int64 maps rows to input lines (bad lines are
-//! reported on stderr and left out).
+//! `convbert embed`: encoder features of each input line. To stdout (no `-o`, or `-o -`) by
+//! default as JSON Lines, one vector `[f32, ...]` per line (`--pooling none`: one per token), a
+//! bad line giving its `{"error", "line"}` row as the other commands do. To a `.safetensors`
+//! file (`-o FILE`, or stdout with `--format safetensors`): `embeddings` (N, D) f32 for
+//! `--pooling cls|mean`, or `last_hidden_state.<i>` (L_i, D) per line for `--pooling none`;
+//! `line_numbers` (N,) int64 maps rows to input lines (bad lines are reported on stderr and left
+//! out).
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use convbert_pipelines::{FeatureExtractionPipeline, Pooling};
 use tch::Tensor;
 
 use crate::common::{
-    chunk_size, progress, say, CliError, CliResult, IoArgs, ModelArgs, OutputFile, TruncationArgs,
+    chunk_size, progress, run_jsonl, say, write_error, CliError, CliResult, IoArgs, JsonlSink,
+    ModelArgs, OutputFile, TruncationArgs,
 };
 
 /// `--pooling` values.
@@ -19,6 +24,15 @@ pub enum PoolingArg {
     None,
     Cls,
     Mean,
+}
+
+/// `--format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EmbedFormat {
+    /// One JSON array of floats per input line
+    Jsonl,
+    /// One .safetensors file for all lines
+    Safetensors,
 }
 
 /// Arguments of `convbert embed`.
@@ -33,18 +47,67 @@ pub struct EmbedArgs {
     /// Read one text per line from FILE ("-" = stdin)
     #[arg(long, short)]
     pub input: Option<PathBuf>,
-    /// The .safetensors file to write
+    /// Write to FILE ("-" = stdout) [default: stdout]
     #[arg(long, short)]
-    pub output: PathBuf,
+    pub output: Option<PathBuf>,
     /// Per-token states, or one vector per text
     #[arg(long, value_enum, default_value = "mean")]
     pub pooling: PoolingArg,
+    /// Output format [default: jsonl to stdout, safetensors to a file]
+    #[arg(long, value_enum)]
+    pub format: Option<EmbedFormat>,
+}
+
+impl EmbedArgs {
+    /// The output file, `None` for stdout.
+    fn file(&self) -> Option<&Path> {
+        self.output.as_deref().filter(|p| *p != Path::new("-"))
+    }
+
+    fn format(&self) -> EmbedFormat {
+        self.format.unwrap_or(match self.file() {
+            Some(_) => EmbedFormat::Safetensors,
+            None => EmbedFormat::Jsonl,
+        })
+    }
+
+    fn io(&self) -> IoArgs {
+        IoArgs {
+            texts: self.texts.clone(),
+            input: self.input.clone(),
+            jsonl: false,
+            output: self.file().map(Path::to_path_buf),
+        }
+    }
+}
+
+/// A JSON Lines row: one vector, or one per token.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Row {
+    Pooled(Vec<f32>),
+    Tokens(Vec<Vec<f32>>),
+}
+
+fn row(t: &Tensor, pooling: Pooling) -> Result<Row, String> {
+    let e = |e: tch::TchError| e.to_string();
+    match pooling {
+        Pooling::None => Vec::<Vec<f32>>::try_from(t).map(Row::Tokens).map_err(e),
+        _ => Vec::<f32>::try_from(&t.flatten(0, -1))
+            .map(Row::Pooled)
+            .map_err(e),
+    }
 }
 
 pub fn run(args: &EmbedArgs) -> CliResult {
     let options = args.model.options()?;
+    let io = args.io();
     // Before the model loads and computes: an unwritable --output fails first.
-    let output = OutputFile::create(&args.output)?;
+    let (sink, output) = match (args.format(), args.file()) {
+        (EmbedFormat::Jsonl, _) => (Some(JsonlSink::new(io.writer()?)), None),
+        (EmbedFormat::Safetensors, Some(path)) => (None, Some(OutputFile::create(path)?)),
+        (EmbedFormat::Safetensors, None) => (None, None),
+    };
     let pipe = FeatureExtractionPipeline::from_pretrained(args.model.model(), options)?
         .with_truncation(args.truncation.truncation())
         .map_err(TruncationArgs::refused)?;
@@ -53,12 +116,25 @@ pub fn run(args: &EmbedArgs) -> CliResult {
         PoolingArg::Cls => Pooling::Cls,
         PoolingArg::Mean => Pooling::Mean,
     };
-    let io = IoArgs {
-        texts: args.texts.clone(),
-        input: args.input.clone(),
-        jsonl: false,
-        output: None,
-    };
+    if let Some(sink) = sink {
+        return run_jsonl(
+            &io,
+            sink,
+            args.model.batch_size,
+            |line| Ok(line.text.clone()),
+            |texts: &[String]| {
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                Ok(pipe
+                    .run(&refs, pooling)?
+                    .into_iter()
+                    .map(|r| {
+                        r.map_err(|e| args.truncation.explain(e))
+                            .and_then(|t| row(&t, pooling))
+                    })
+                    .collect())
+            },
+        );
+    }
     let mut lines = io.lines()?;
     let bar = progress((!io.texts.is_empty()).then_some(io.texts.len()));
     let (mut rows, mut numbers, mut failed) = (Vec::new(), Vec::new(), 0usize);
@@ -120,13 +196,39 @@ pub fn run(args: &EmbedArgs) -> CliResult {
             named.push(("embeddings".into(), stacked));
         }
     }
-    Tensor::write_safetensors(&named, output.write_path())
-        .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", args.output.display())))?;
-    output.commit()?;
+    match output {
+        Some(output) => {
+            let name = output.write_path().to_path_buf();
+            Tensor::write_safetensors(&named, &name).map_err(|e| {
+                CliError::Failed(format!("cannot write {}: {e}", output_name(args)))
+            })?;
+            output.commit()?;
+        }
+        None => safetensors_to_stdout(&named)?,
+    }
     match failed {
         0 => Ok(()),
         n => Err(CliError::Failed(format!(
             "{n} input line(s) failed; the others were written"
         ))),
     }
+}
+
+fn output_name(args: &EmbedArgs) -> String {
+    args.file()
+        .map_or_else(|| "stdout".into(), |p| p.display().to_string())
+}
+
+/// libtorch writes safetensors to a path: a temporary file, then its bytes to stdout.
+fn safetensors_to_stdout(named: &[(String, Tensor)]) -> CliResult {
+    let tmp = tempfile::NamedTempFile::new()
+        .map_err(|e| CliError::Failed(format!("cannot create a temporary file: {e}")))?;
+    Tensor::write_safetensors(named, tmp.path())
+        .map_err(|e| CliError::Failed(format!("cannot write stdout: {e}")))?;
+    let bytes = std::fs::read(tmp.path())
+        .map_err(|e| CliError::Failed(format!("cannot read {}: {e}", tmp.path().display())))?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&bytes)
+        .and_then(|()| out.flush())
+        .map_err(|e| write_error(e, "stdout"))
 }

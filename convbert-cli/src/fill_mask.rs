@@ -11,6 +11,7 @@ use crate::common::{
 
 /// Arguments of `convbert fill-mask`.
 #[derive(Debug, Args)]
+#[command(after_help = "With --jsonl, each input line is {\"text\": \"...\"}.")]
 pub struct FillMaskArgs {
     #[command(flatten)]
     pub model: ModelArgs,

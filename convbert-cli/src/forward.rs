@@ -38,10 +38,10 @@ pub struct ForwardArgs {
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Input tensors (.safetensors)
-    #[arg(long)]
+    #[arg(long, short = 'i', visible_alias = "input")]
     pub inputs: PathBuf,
     /// Where to write the outputs (.safetensors)
-    #[arg(long)]
+    #[arg(long, short)]
     pub output: PathBuf,
     /// The model class
     #[arg(long, value_enum, default_value = "auto")]

@@ -21,6 +21,7 @@ pub enum Aggregation {
 
 /// Arguments of `convbert ner`.
 #[derive(Debug, Args)]
+#[command(after_help = "With --jsonl, each input line is {\"text\": \"...\"}.")]
 pub struct NerArgs {
     #[command(flatten)]
     pub model: ModelArgs,
@@ -29,7 +30,12 @@ pub struct NerArgs {
     #[command(flatten)]
     pub truncation: TruncationArgs,
     /// How tokens are merged into entities
-    #[arg(long, value_enum, default_value = "none")]
+    #[arg(
+        long,
+        visible_alias = "aggregation-strategy",
+        value_enum,
+        default_value = "none"
+    )]
     pub aggregation: Aggregation,
     /// Labels left out of the output
     #[arg(long, value_delimiter = ',', default_value = "O")]

@@ -11,6 +11,9 @@ use crate::common::{
 
 /// Arguments of `convbert qa`.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "With --jsonl, each input line is {\"question\": \"...\", \"context\": \"...\"}."
+)]
 pub struct QaArgs {
     #[command(flatten)]
     pub model: ModelArgs,
