@@ -82,16 +82,28 @@ impl Dtype {
     }
 }
 
-/// The checkpoint shipped with the repository (a tiny pretrained MLM model, see its README.md).
+/// The checkpoint used without `--model` (a tiny pretrained MLM model, see
+/// fixtures/default-model/README.md), the first that exists of: `$CONVBERT_DEFAULT_MODEL`;
+/// `default-model/` next to the binary (an installed or copied binary); `$CONVBERT_HOME/default-model`;
+/// the repository's `fixtures/default-model` the binary was built from. None existing, the last
+/// (its loading error then names the path).
 pub fn default_model() -> PathBuf {
-    std::env::var_os("CONVBERT_DEFAULT_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../fixtures/default-model"
-            ))
-        })
+    if let Some(path) = std::env::var_os("CONVBERT_DEFAULT_MODEL") {
+        return PathBuf::from(path);
+    }
+    let built_with = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fixtures/default-model"
+    ));
+    let beside_binary = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("default-model")));
+    let home = std::env::var_os("CONVBERT_HOME").map(|h| PathBuf::from(h).join("default-model"));
+    [beside_binary, home]
+        .into_iter()
+        .flatten()
+        .find(|dir| dir.join("config.json").is_file())
+        .unwrap_or(built_with)
 }
 
 /// `cpu`, `cuda` or `cuda:N`, a GPU that exists.
