@@ -79,6 +79,7 @@ pub trait BatchModel: Send + Sync {
             return Err(PipelineError::TooLong {
                 len: enc.len(),
                 max,
+                limit: "max_input_length",
             });
         }
         Ok(Prepared::single(enc))
@@ -98,6 +99,7 @@ pub trait BatchModel: Send + Sync {
             return Err(PipelineError::TooLong {
                 len: ids.len(),
                 max,
+                limit: "max_input_length",
             });
         }
         if ids.is_empty() {

@@ -35,9 +35,14 @@ pub enum PipelineError {
     /// One input cannot be processed (the others still are).
     #[error("{0}")]
     Input(String),
-    /// An input longer than the model takes (and truncation was not asked for).
-    #[error("input of {len} tokens is longer than the model's maximum of {max} tokens")]
-    TooLong { len: usize, max: usize },
+    /// An input longer than the model takes (and truncation was not asked for); `limit` names
+    /// the bound (`max_position_embeddings`, or the server's `max_input_length`).
+    #[error("sequence of {len} tokens exceeds {limit} = {max}")]
+    TooLong {
+        len: usize,
+        max: usize,
+        limit: &'static str,
+    },
     /// A call into the model panicked earlier; the model is no longer usable.
     #[error("the model is unusable: an earlier call into it panicked")]
     Poisoned,
@@ -46,17 +51,10 @@ pub enum PipelineError {
     Option { name: &'static str, reason: String },
 }
 
-/// What every "longer than the model takes" message of a pipeline says.
-pub(crate) const TOO_LONG: &str = "exceeds max_position_embeddings";
-
 impl PipelineError {
     /// Whether this is an input longer than the model takes, one that truncation would have cut.
     pub fn is_too_long(&self) -> bool {
-        match self {
-            PipelineError::TooLong { .. } => true,
-            PipelineError::Input(m) => m.contains(TOO_LONG),
-            _ => false,
-        }
+        matches!(self, PipelineError::TooLong { .. })
     }
 
     pub(crate) fn tokenizer(e: impl std::fmt::Display) -> Self {

@@ -8,7 +8,7 @@ use tch::Tensor;
 
 use crate::batch::{single_outputs, Granularity, Prepared};
 use crate::batch_model::{impl_batch_model, BatchModel};
-use crate::error::{PipelineError, Result};
+use crate::error::Result;
 use crate::loading::{check_len, Encoder, Loaded, TaskHead};
 use crate::options::{PipelineOptions, Truncation};
 
@@ -78,8 +78,7 @@ impl FeatureExtractionPipeline {
     /// One text as a model row, truncated when set; too long for the model is an error.
     pub fn prepare(&self, text: &str) -> Result<Prepared> {
         let enc = self.encode_text(text, None, self.loaded.truncation)?;
-        check_len(enc.len(), self.loaded.config.max_position_embeddings)
-            .map_err(PipelineError::Input)?;
+        check_len(enc.len(), self.loaded.config.max_position_embeddings)?;
         Ok(Prepared::single(enc))
     }
 

@@ -159,8 +159,7 @@ impl FillMaskPipeline {
         check_len(
             prepared.rows[0].ids.len(),
             self.loaded.config.max_position_embeddings,
-        )
-        .map_err(PipelineError::Input)?;
+        )?;
         Ok(prepared)
     }
 

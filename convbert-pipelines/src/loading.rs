@@ -17,7 +17,7 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 use crate::batch::{forward_batch, run_prepared, single_outputs, Granularity, Prepared, Row};
-use crate::error::{PipelineError, Result, TOO_LONG};
+use crate::error::{PipelineError, Result};
 use crate::options::{PipelineOptions, Truncation};
 use crate::tokenizer::TextTokenizer;
 
@@ -210,9 +210,14 @@ fn head_warnings(report: Option<&HeadLoadReport>, task: &str) -> Vec<String> {
 }
 
 /// Checks a sequence length against the model's position table.
-pub(crate) fn check_len(len: usize, max: i64) -> Result<(), String> {
-    if len as i64 > max {
-        Err(format!("sequence of {len} tokens {TOO_LONG} = {max}"))
+pub(crate) fn check_len(len: usize, max: i64) -> Result<()> {
+    let max = usize::try_from(max).unwrap_or(0);
+    if len > max {
+        Err(PipelineError::TooLong {
+            len,
+            max,
+            limit: "max_position_embeddings",
+        })
     } else {
         Ok(())
     }

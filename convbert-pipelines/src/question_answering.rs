@@ -181,7 +181,7 @@ impl QuestionAnsweringPipeline {
                 .encode_windows(&x.question, &x.context, max_seq_len, stride)?;
         let max = self.loaded.config.max_position_embeddings;
         for w in &windows {
-            check_len(w.len(), max).map_err(PipelineError::Input)?;
+            check_len(w.len(), max)?;
         }
         Ok(windows)
     }

@@ -11,7 +11,7 @@ use tch::Tensor;
 
 use crate::batch::{single_outputs, Granularity, Prepared};
 use crate::batch_model::{impl_batch_model, BatchModel};
-use crate::error::{PipelineError, Result};
+use crate::error::Result;
 use crate::loading::{check_len, Loaded};
 use crate::options::{PipelineOptions, Truncation};
 
@@ -106,8 +106,7 @@ impl TextClassificationPipeline {
     pub fn prepare(&self, x: &TextInput) -> Result<Prepared> {
         let pair = x.text_pair.as_deref();
         let enc = self.encode_text(&x.text, pair, self.loaded.truncation)?;
-        check_len(enc.len(), self.loaded.config.max_position_embeddings)
-            .map_err(PipelineError::Input)?;
+        check_len(enc.len(), self.loaded.config.max_position_embeddings)?;
         Ok(Prepared::single(enc))
     }
 

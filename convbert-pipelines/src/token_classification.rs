@@ -283,8 +283,7 @@ impl TokenClassificationPipeline {
             None => vec![self.encode_text(text, None, truncation)?],
         };
         for enc in &encodings {
-            check_len(enc.len(), self.loaded.config.max_position_embeddings)
-                .map_err(PipelineError::Input)?;
+            check_len(enc.len(), self.loaded.config.max_position_embeddings)?;
         }
         let pad_id = self.loaded.pad_id();
         let longest = encodings.iter().map(|e| e.len()).max().unwrap_or(0);
