@@ -115,6 +115,14 @@ impl Ready {
     }
 }
 
+/// The one output of a one-row input.
+pub(crate) fn single_output(mut outputs: Vec<Vec<Tensor>>) -> Result<Tensor, ApiError> {
+    outputs
+        .pop()
+        .and_then(|mut v| v.pop())
+        .ok_or_else(|| ApiError::backend("the model returned no output"))
+}
+
 /// Runs `f` on tokio's blocking pool, so async threads never wait on tokenizing or libtorch.
 pub(crate) async fn blocking<T, F>(f: F) -> Result<T, ApiError>
 where

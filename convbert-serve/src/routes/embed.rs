@@ -13,7 +13,7 @@ use super::{default_true, Input, InputType, TruncationDirection};
 use crate::batcher::Output;
 use crate::error::{ApiError, ErrorResponse};
 use crate::json::JsonBody;
-use crate::state::{blocking, SharedState};
+use crate::state::{blocking, single_output, SharedState};
 
 /// `POST /embed`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -74,11 +74,7 @@ async fn states(
     let tokens = done.iter().map(|(p, _)| p.tokens()).sum();
     let states = done
         .into_iter()
-        .map(|(_, mut outs)| {
-            outs.pop()
-                .and_then(|mut v| v.pop())
-                .ok_or_else(|| ApiError::backend("the model returned no output"))
-        })
+        .map(|(_, outs)| single_output(outs))
         .collect::<Result<_, _>>()?;
     Ok((states, tokens))
 }

@@ -14,7 +14,7 @@ use super::{OneOrMany, TruncationDirection};
 use crate::batcher::Output;
 use crate::error::{ApiError, ErrorResponse};
 use crate::json::JsonBody;
-use crate::state::{blocking, SharedState};
+use crate::state::{blocking, single_output, SharedState};
 
 /// TEI's predict input: `"text"`, `["a", "b"]` (one pair), or `[["a"], ["a", "b"], ...]`.
 #[derive(Debug)]
@@ -131,11 +131,8 @@ pub(crate) async fn classify(
         .await?;
     blocking(move || {
         done.into_iter()
-            .map(|(_, mut outs)| {
-                let logits = outs
-                    .pop()
-                    .and_then(|mut v| v.pop())
-                    .ok_or_else(|| ApiError::backend("the model returned no output"))?;
+            .map(|(_, outs)| {
+                let logits = single_output(outs)?;
                 pipe.finish(&logits, top_k, function)
                     .map_err(|e| ApiError::input(None, e))
             })

@@ -13,7 +13,7 @@ use super::{OneOrMany, Texts};
 use crate::batcher::Output;
 use crate::error::{ApiError, ErrorResponse};
 use crate::json::JsonBody;
-use crate::state::{blocking, SharedState};
+use crate::state::{blocking, single_output, SharedState};
 
 /// One target or several (HF's `targets=`).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -81,11 +81,8 @@ pub(crate) async fn fill_mask_run(
         .await?;
     blocking(move || {
         done.into_iter()
-            .map(|(p, mut outs)| {
-                let logits = outs
-                    .pop()
-                    .and_then(|mut v| v.pop())
-                    .ok_or_else(|| ApiError::backend("the model returned no output"))?;
+            .map(|(p, outs)| {
+                let logits = single_output(outs)?;
                 pipe.finish(&p, &logits, top_k, targets.as_ref())
                     .map_err(|e| ApiError::input(None, e))
             })
