@@ -5,12 +5,13 @@
 //! `--doc-stride` 128, and plain-words errors (a missing file, a bad hyper-parameter, a single
 //! label).
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-use serde_json::Value;
 use tch::Tensor;
+
+mod common;
+use common::{convbert, fixture, jsonl, stderr, tmp};
 
 const SUBCOMMANDS: [&str; 10] = [
     "tokenize",
@@ -25,49 +26,10 @@ const SUBCOMMANDS: [&str; 10] = [
     "train",
 ];
 
-fn fixture(p: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures")
-        .join(p)
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn convbert(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_convbert"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn convbert");
-    let mut input = child.stdin.take().expect("stdin");
-    input.write_all(stdin).expect("write stdin");
-    drop(input);
-    child.wait_with_output().expect("wait")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 fn help(command: &str) -> String {
     let o = convbert(&[command, "--help"], b"");
     assert!(o.status.success(), "{command} --help: {}", stderr(&o));
     String::from_utf8(o.stdout).expect("utf-8 help")
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("convbert-conventions-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    dir.join(name)
-}
-
-fn jsonl(o: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
 }
 
 #[test]

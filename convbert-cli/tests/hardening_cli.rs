@@ -4,45 +4,14 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tch::Tensor;
 
-fn fixture(p: &str) -> String {
-    format!("{}/../fixtures/{p}", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn spawn(args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_convbert"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn convbert")
-}
-
-fn convbert(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = spawn(args);
-    let mut input = child.stdin.take().expect("stdin");
-    // The command may fail before reading its input: a closed pipe is fine here.
-    let _ = input.write_all(stdin);
-    drop(input);
-    child.wait_with_output().expect("wait")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn jsonl(o: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect()
-}
+mod common;
+use common::{convbert, fixture, jsonl, spawn, stderr};
 
 /// A fresh empty directory for one test.
 fn dir(name: &str) -> PathBuf {

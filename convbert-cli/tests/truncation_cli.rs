@@ -3,53 +3,13 @@
 //! truncation.json), a too long line without the flag is an error row naming it, a `--max-length`
 //! below the special tokens is a usage error (exit 2), and `--stride` refuses truncation.
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-
 use serde_json::Value;
 use tch::Tensor;
 
+mod common;
+use common::{convbert, fixture, jsonl, stderr, tmp};
+
 const TOL: f64 = 1e-4;
-
-fn fixture(p: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures")
-        .join(p)
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn convbert(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_convbert"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
-    drop(input);
-    child.wait_with_output().unwrap()
-}
-
-fn jsonl(out: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("convbert-trunc-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
 
 /// The golden cases of `task` in fixtures/pipelines/truncation.json.
 fn golden(task: &str) -> Vec<Value> {
@@ -93,7 +53,7 @@ fn fill_mask_truncation_matches_hf() {
         let mut args = vec!["fill-mask", "--model", &model, "--top-k", "3"];
         let trunc = truncation_args(&case);
         args.extend(trunc.iter().map(String::as_str));
-        let o = convbert(&args, Some(&texts.join("\n")));
+        let o = convbert(&args, texts.join("\n").as_bytes());
         assert!(o.status.success(), "{}", stderr(&o));
         let lines = jsonl(&o);
         assert_eq!(lines.len(), texts.len());
@@ -127,7 +87,7 @@ fn classify_truncation_matches_hf_for_texts_and_pairs() {
         let mut args = vec!["classify", "--model", &model, "--jsonl", "--all"];
         let trunc = truncation_args(case);
         args.extend(trunc.iter().map(String::as_str));
-        let o = convbert(&args, Some(&stdin.join("\n")));
+        let o = convbert(&args, stdin.join("\n").as_bytes());
         assert!(o.status.success(), "{}", stderr(&o));
         let lines = Value::Array(jsonl(&o));
         convbert_testing::assert_json_close(&lines, &case["outputs"], TOL, "classify");
@@ -148,7 +108,7 @@ fn ner_max_length_matches_hf() {
         let mut args = vec!["ner", "--model", &model, "--aggregation", strategy];
         let trunc = truncation_args(&case);
         args.extend(trunc.iter().map(String::as_str));
-        let o = convbert(&args, Some(&texts.join("\n")));
+        let o = convbert(&args, texts.join("\n").as_bytes());
         assert!(o.status.success(), "{}", stderr(&o));
         let lines = Value::Array(jsonl(&o));
         convbert_testing::assert_json_close(&lines, &case["outputs"], TOL, "ner");
@@ -160,7 +120,7 @@ fn a_too_long_line_names_the_flag_and_the_others_are_answered() {
     let long = long_text();
     let stdin = format!("{long}\nthe [MASK] is short.\n");
     for command in ["fill-mask", "classify", "ner"] {
-        let o = convbert(&[command], Some(&stdin));
+        let o = convbert(&[command], stdin.as_bytes());
         assert_eq!(o.status.code(), Some(1), "{command}: {}", stderr(&o));
         let lines = jsonl(&o);
         assert_eq!(lines.len(), 2, "{command}");
@@ -172,7 +132,7 @@ fn a_too_long_line_names_the_flag_and_the_others_are_answered() {
         assert!(stderr(&o).contains("line 1:"), "{command}");
         assert!(lines[1].get("error").is_none(), "{command}: {}", lines[1]);
 
-        let o = convbert(&[command, "--truncation"], Some(&stdin));
+        let o = convbert(&[command, "--truncation"], stdin.as_bytes());
         assert!(o.status.success(), "{command}: {}", stderr(&o));
         assert!(
             jsonl(&o).iter().all(|l| l.get("error").is_none()),
@@ -186,13 +146,13 @@ fn embed_truncates_to_max_length() {
     let out = tmp("embed.safetensors");
     let out_s = out.to_str().unwrap();
     let long = long_text();
-    let o = convbert(&["embed", "-o", out_s, &long, "short"], None);
+    let o = convbert(&["embed", "-o", out_s, &long, "short"], b"");
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("line 1: sequence of"), "{}", stderr(&o));
     assert!(stderr(&o).contains("(use --truncation)"), "{}", stderr(&o));
 
     let args = ["embed", "--pooling", "none", "-o", out_s, &long, "short"];
-    let o = convbert(&[&args[..], &["--max-length", "9"]].concat(), None);
+    let o = convbert(&[&args[..], &["--max-length", "9"]].concat(), b"");
     assert!(o.status.success(), "{}", stderr(&o));
     let tensors = Tensor::read_safetensors(&out).unwrap();
     let shape = |name: &str| {
@@ -202,7 +162,7 @@ fn embed_truncates_to_max_length() {
     assert_eq!(shape("last_hidden_state.0")[0], 9);
     assert_eq!(shape("last_hidden_state.1")[0], 3); // [CLS] short [SEP]: not padded
 
-    let o = convbert(&[&args[..], &["--truncation"]].concat(), None);
+    let o = convbert(&[&args[..], &["--truncation"]].concat(), b"");
     assert!(o.status.success(), "{}", stderr(&o));
     let tensors = Tensor::read_safetensors(&out).unwrap();
     let (_, t) = tensors
@@ -228,7 +188,7 @@ fn max_length_below_the_special_tokens_is_a_usage_error() {
             "a",
         ],
     ] {
-        let o = convbert(&args, None);
+        let o = convbert(&args, b"");
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
         assert!(
             stderr(&o).contains("--max-length"),
@@ -241,7 +201,10 @@ fn max_length_below_the_special_tokens_is_a_usage_error() {
 
     // A pair needs 3 ([CLS] a [SEP] b [SEP]): that line fails, the single text is answered.
     let stdin = "{\"text\": \"a b\", \"text_pair\": \"c\"}\n{\"text\": \"a b\"}\n";
-    let o = convbert(&["classify", "--jsonl", "--max-length", "2"], Some(stdin));
+    let o = convbert(
+        &["classify", "--jsonl", "--max-length", "2"],
+        stdin.as_bytes(),
+    );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let lines = jsonl(&o);
     let error = lines[0]["error"].as_str().unwrap();
@@ -261,7 +224,7 @@ fn stride_and_truncation_are_exclusive() {
             &["hi"],
         ]
         .concat();
-        let o = convbert(&args, None);
+        let o = convbert(&args, b"");
         assert_eq!(o.status.code(), Some(2), "{args:?}");
         assert!(stderr(&o).contains("cannot be used with"), "{}", stderr(&o));
     }
@@ -270,7 +233,7 @@ fn stride_and_truncation_are_exclusive() {
 #[test]
 fn help_documents_the_flags() {
     for command in ["fill-mask", "classify", "ner", "embed"] {
-        let o = convbert(&[command, "--help"], None);
+        let o = convbert(&[command, "--help"], b"");
         let help = String::from_utf8_lossy(&o.stdout);
         assert!(help.contains("--truncation"), "{command}");
         assert!(help.contains("--max-length <N>"), "{command}");

@@ -1,0 +1,53 @@
+//! What the CLI test binaries share: running `convbert` and reading what it wrote.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// The path of `p` under the repository's fixtures/.
+pub fn fixture(p: &str) -> String {
+    format!("{}/../fixtures/{p}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `convbert args` with piped stdin, stdout and stderr.
+pub fn spawn(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_convbert"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn convbert")
+}
+
+/// `convbert args` fed `stdin`, run to the end.
+pub fn convbert(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = spawn(args);
+    let mut input = child.stdin.take().expect("stdin");
+    // The command may fail before reading its input: a closed pipe is fine here.
+    let _ = input.write_all(stdin);
+    drop(input);
+    child.wait_with_output().expect("wait")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Stdout as JSON Lines.
+pub fn jsonl(o: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+/// `name` in a directory of this test process's own.
+pub fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("convbert-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    dir.join(name)
+}
