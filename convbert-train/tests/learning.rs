@@ -50,7 +50,9 @@ fn text_classification_from_scratch_reaches_95_percent() {
     .expect("model");
     let out_dir = dir.join("run");
     let a = TrainingArgs {
-        num_train_epochs: 4,
+        // Eight epochs: at four, some initial seeds (and other CPUs' rounding) stay stuck on
+        // the majority class.
+        num_train_epochs: 8,
         eval_steps: Some(30),
         ..args(&out_dir)
     };
@@ -60,7 +62,7 @@ fn text_classification_from_scratch_reaches_95_percent() {
         "steps {} accuracy {accuracy:.3} train {:.1} examples/s",
         out.global_step, out.examples_per_second
     );
-    assert_eq!(out.global_step, 4 * 30);
+    assert_eq!(out.global_step, 8 * 30);
     assert!(accuracy >= 0.95, "held-out accuracy {accuracy}");
     // The run left its log, curve, final model and a checkpoint.
     let log = std::fs::read_to_string(out_dir.join("train_log.jsonl")).expect("log");
@@ -69,7 +71,7 @@ fn text_classification_from_scratch_reaches_95_percent() {
     let svg = std::fs::read_to_string(out_dir.join("loss_curve.svg")).expect("svg");
     assert!(svg.starts_with("<svg") && svg.contains("polyline"));
     assert!(out_dir
-        .join("checkpoint-120/optimizer.safetensors")
+        .join("checkpoint-240/optimizer.safetensors")
         .exists());
 
     // HF reproduces the logits of the final model on the eval examples.

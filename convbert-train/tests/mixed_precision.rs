@@ -68,7 +68,9 @@ fn autocast_training_reaches_95_percent_with_fp32_master_weights() {
             logging_steps: 10,
             progress: false,
             seed: 7,
-            num_train_epochs: 4,
+            // Eight epochs: at four, some initial seeds (and other CPUs' rounding) stay stuck on
+            // the majority class.
+            num_train_epochs: 8,
             device,
             mixed_precision: precision,
             ..TrainingArgs::default()
@@ -86,7 +88,7 @@ fn autocast_training_reaches_95_percent_with_fp32_master_weights() {
         for (name, var) in model.var_store().variables() {
             assert_eq!(var.kind(), Kind::Float, "{name} is no longer fp32");
         }
-        let state = std::fs::read_to_string(out_dir.join("checkpoint-120/trainer_state.json"))
+        let state = std::fs::read_to_string(out_dir.join("checkpoint-240/trainer_state.json"))
             .expect("trainer state");
         assert_eq!(
             state.contains("grad_scaler"),
