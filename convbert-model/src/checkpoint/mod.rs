@@ -4,6 +4,9 @@
 //! (v4.57.6 `modeling_utils.py`, `base_model_prefix = "convbert"`).
 
 mod pickle;
+mod raw;
+mod tf_bundle;
+mod tf_h5;
 mod weights;
 
 use std::collections::{BTreeMap, HashMap};
