@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use crate::common::exit_code;
-use crate::{bench, classify, embed, fill_mask, forward, ner, qa, serve};
+use crate::{bench, classify, convert, embed, fill_mask, forward, ner, qa, serve};
 
 /// Subcommands that run a model.
 #[derive(Debug, Subcommand)]
@@ -26,6 +26,8 @@ pub enum ModelCommand {
     Forward(forward::ForwardArgs),
     /// Time the encoder forward pass
     Bench(bench::BenchArgs),
+    /// Write a checkpoint (safetensors, .bin, tf_model.h5, TF1) as tf_model.h5 or model.safetensors
+    Convert(convert::ConvertArgs),
     /// HTTP inference server: the Text Embeddings Inference API, the HF Inference API, fill-mask, NER, QA
     Serve(Box<serve::ServeArgs>),
 }
@@ -41,6 +43,7 @@ impl ModelCommand {
             ModelCommand::Embed(a) => embed::run(a),
             ModelCommand::Forward(a) => forward::run(a),
             ModelCommand::Bench(a) => bench::run(a),
+            ModelCommand::Convert(a) => convert::run(a),
             ModelCommand::Serve(a) => serve::run(a),
         };
         exit_code(result)

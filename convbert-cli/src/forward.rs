@@ -66,7 +66,8 @@ pub struct ForwardArgs {
     pub threads: Option<usize>,
 }
 
-fn task_of(config: &ConvBertConfig) -> CliResult<Task> {
+/// The model class config.json's `architectures` names (ConvBertModel when absent).
+pub fn task_of(config: &ConvBertConfig) -> CliResult<Task> {
     let arch = config
         .extra("architectures")
         .and_then(|a| a.get(0))

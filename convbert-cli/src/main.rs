@@ -5,6 +5,7 @@ mod bench;
 mod classify;
 mod commands;
 mod common;
+mod convert;
 mod embed;
 mod fill_mask;
 mod forward;

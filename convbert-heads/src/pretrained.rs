@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path as FsPath, PathBuf};
 
-use convbert_model::checkpoint::{self, LoadOptions};
+use convbert_model::checkpoint::{self, LoadOptions, WeightsFormat};
 use convbert_model::{
     ConvBertConfig, ConvBertError, ConvBertInputs, ConvBertModel, ConvBertModelOutput,
     ForwardOptions,
@@ -43,6 +43,8 @@ pub struct HeadLoadReport {
     pub class: &'static str,
     /// The checkpoint directory that was read.
     pub source: PathBuf,
+    /// The weights file that was read (`model.safetensors`, `tf_model.h5`, a TF1 `.index`, …).
+    pub file: PathBuf,
     /// True when the checkpoint had no `convbert.` prefix (an encoder-only checkpoint such as
     /// the public YituTech ones): its keys were loaded under `convbert.`.
     pub base_checkpoint: bool,
@@ -50,6 +52,10 @@ pub struct HeadLoadReport {
     pub newly_initialized: Vec<String>,
     /// Checkpoint keys the head does not use (HF's `unexpected_keys`), sorted.
     pub unused: Vec<String>,
+    /// Stored tensors that map to no weight by design, by their stored names: TF1 optimizer
+    /// slots, `global_step`, generator and discriminator weights; the second copy of the
+    /// embeddings in a Keras masked-LM file.
+    pub ignored: Vec<String>,
 }
 
 impl HeadLoadReport {
@@ -61,7 +67,7 @@ impl HeadLoadReport {
 
 impl fmt::Display for HeadLoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (class, source) = (self.class, self.source.display());
+        let (class, source) = (self.class, self.file.display());
         if self.newly_initialized.is_empty() {
             write!(
                 f,
@@ -84,6 +90,16 @@ impl fmt::Display for HeadLoadReport {
         }
         if !self.unused.is_empty() {
             write!(f, " Unused checkpoint weights: {:?}.", self.unused)?;
+        }
+        if !self.ignored.is_empty() {
+            // TF1 checkpoints carry optimizer slots for every weight: name a few, count the rest.
+            let shown: Vec<&String> = self.ignored.iter().take(8).collect();
+            let more = self.ignored.len() - shown.len();
+            write!(f, " Ignored by design (not model weights): {shown:?}")?;
+            if more > 0 {
+                write!(f, " and {more} more")?;
+            }
+            write!(f, ".")?;
         }
         Ok(())
     }
@@ -146,7 +162,7 @@ impl<H: HeadModule> HeadCore<H> {
             None => ConvBertConfig::from_file(dir.join("config.json"))?,
         };
         let mut core = Self::from_config(config, device, kind)?;
-        let weights = checkpoint::Weights::open_dir(&dir)?;
+        let weights = checkpoint::open_weights(source, &dir)?;
         let prefix = format!("{BASE_MODEL_PREFIX}.");
         // HF's rule, applied once by the loader: a checkpoint without any `convbert.` key is a
         // base model's, whose keys are matched under the prefix.
@@ -179,6 +195,8 @@ impl<H: HeadModule> HeadCore<H> {
         core.report = Some(HeadLoadReport {
             class: H::CLASS,
             source: dir,
+            file: weights.source().to_path_buf(),
+            ignored: weights.skipped().to_vec(),
             base_checkpoint,
             newly_initialized,
             unused,
@@ -189,6 +207,15 @@ impl<H: HeadModule> HeadCore<H> {
     /// Writes `config.json` (with `architectures: [CLASS]`) and `model.safetensors` with HF's
     /// key names; a tied lm-head weight is not a variable of its own and is therefore not written.
     pub(crate) fn save_pretrained(&self, dir: &FsPath) -> Result<()> {
+        self.save_pretrained_as(dir, WeightsFormat::Safetensors)
+    }
+
+    /// [`save_pretrained`](Self::save_pretrained) with the weights in `format`; a TensorFlow
+    /// save is refused before anything is written when TF cannot build the config.
+    pub(crate) fn save_pretrained_as(&self, dir: &FsPath, format: WeightsFormat) -> Result<()> {
+        if format == WeightsFormat::TensorFlow {
+            checkpoint::check_tf_compatible(&self.config)?;
+        }
         std::fs::create_dir_all(dir).map_err(|source| ConvBertHeadError::Io {
             path: dir.into(),
             source,
@@ -199,7 +226,7 @@ impl<H: HeadModule> HeadCore<H> {
             Value::Array(vec![Value::String(H::CLASS.into())]),
         );
         config.to_file(dir.join("config.json"))?;
-        checkpoint::save_safetensors(&self.vs, dir.join("model.safetensors"))?;
+        checkpoint::save_weights(&self.vs, &self.config, dir, format, H::CLASS)?;
         Ok(())
     }
 
@@ -252,6 +279,12 @@ macro_rules! impl_head {
             /// Writes config.json + model.safetensors, loadable by HF `from_pretrained`.
             pub fn save_pretrained(&self, dir: impl AsRef<std::path::Path>) -> $crate::error::Result<()> {
                 self.core.save_pretrained(dir.as_ref())
+            }
+
+            /// Writes config.json + the weights in `format`: `tf_model.h5` loads in HF's
+            /// TensorFlow twin of this class (refused when TensorFlow cannot build the config).
+            pub fn save_pretrained_as(&self, dir: impl AsRef<std::path::Path>, format: convbert_model::checkpoint::WeightsFormat) -> $crate::error::Result<()> {
+                self.core.save_pretrained_as(dir.as_ref(), format)
             }
 
             /// What `from_pretrained` loaded and initialised; `None` for `from_config`.

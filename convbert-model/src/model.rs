@@ -74,7 +74,7 @@ impl ConvBertModel {
         if kind != Kind::Float {
             vs.set_kind(kind);
         }
-        let weights = checkpoint::Weights::open_dir(&dir)?;
+        let weights = checkpoint::open_weights(name_or_dir.as_ref(), &dir)?;
         checkpoint::load_into(&vs, &weights, &LoadOptions::base_model())?;
         vs.freeze();
         Ok((model, vs))

@@ -1,12 +1,14 @@
 //! Checkpoints: find a directory (path or HF-cache id), open its weights by name, check them
 //! against a `VarStore` and copy them in (converted to the store's kind and device), and save
-//! a `VarStore` as HF-named safetensors. Mirrors the prefix rules of HF `from_pretrained`
+//! a `VarStore` as HF-named safetensors or as a Keras `tf_model.h5`. Mirrors the prefix rules of HF `from_pretrained`
 //! (v4.57.6 `modeling_utils.py`, `base_model_prefix = "convbert"`).
 
 mod pickle;
 mod raw;
 mod tf_bundle;
+mod tf_export;
 mod tf_h5;
+mod tf_names;
 mod weights;
 
 use std::collections::{BTreeMap, HashMap};
@@ -18,6 +20,7 @@ use tch::nn::VarStore;
 use tch::{Device, Kind};
 
 use crate::error::{ConvBertError, Result};
+pub use tf_export::{check_tf_compatible, save_tf_h5};
 pub use weights::{Weights, WEIGHT_FILES};
 
 /// The prefix of the base model's keys inside head checkpoints.
@@ -136,8 +139,11 @@ pub struct LoadReport {
     pub unexpected: Vec<String>,
     /// `name: store [..] vs checkpoint [..]`.
     pub mismatched: Vec<String>,
-    /// Checkpoint keys deliberately skipped (buffers, head weights when loading a base model).
+    /// Checkpoint keys deliberately skipped (buffers, head weights when loading a base model;
+    /// TF1 optimizer slots, `global_step` and generator weights, by their TensorFlow names).
     pub ignored: Vec<String>,
+    /// The weights file that was read.
+    pub source: PathBuf,
     /// Number of vars filled from the checkpoint.
     pub loaded: usize,
 }
@@ -185,7 +191,11 @@ fn map_key(key: &str, ckpt_prefixed: bool, model_prefixed: bool) -> Option<Strin
 pub fn load_into(vs: &VarStore, weights: &Weights, options: &LoadOptions) -> Result<LoadReport> {
     let vars = vs.variables();
     let ckpt_prefixed = weights.names().any(|k| k.starts_with(BASE_PREFIX));
-    let mut report = LoadReport::default();
+    let mut report = LoadReport {
+        source: weights.source().to_path_buf(),
+        ignored: weights.skipped().to_vec(),
+        ..LoadReport::default()
+    };
     let mut sources: BTreeMap<String, String> = BTreeMap::new();
     for key in weights.names() {
         match map_key(key, ckpt_prefixed, options.model_prefixed) {
@@ -249,6 +259,63 @@ pub fn load_into(vs: &VarStore, weights: &Weights, options: &LoadOptions) -> Res
     Ok(report)
 }
 
+/// The weights file a checkpoint is saved as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightsFormat {
+    /// `model.safetensors`, what HF PyTorch models save.
+    #[default]
+    Safetensors,
+    /// `tf_model.h5`, what HF's `TFConvBert*` classes load.
+    TensorFlow,
+}
+
+impl WeightsFormat {
+    /// The file name HF gives weights of this format.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            WeightsFormat::Safetensors => "model.safetensors",
+            WeightsFormat::TensorFlow => "tf_model.h5",
+        }
+    }
+}
+
+/// The Keras instance name of the TF twin of an HF PyTorch class: `ConvBertForMaskedLM` →
+/// `tf_conv_bert_for_masked_lm` (what `TFConvBertForMaskedLM` names its weights' scope).
+pub fn keras_scope(class: &str) -> String {
+    let mut out = String::from("tf");
+    let mut prev_lower = true;
+    for c in class.chars() {
+        if c.is_ascii_uppercase() {
+            if prev_lower {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+            prev_lower = false;
+        } else {
+            out.push(c);
+            prev_lower = true;
+        }
+    }
+    out
+}
+
+/// Writes the weights of `vs` into `dir` as `format` names them (see [`save_safetensors`],
+/// [`save_tf_h5`]); `class` is the HF PyTorch class (`ConvBertModel`, `ConvBertForMaskedLM`, …).
+pub fn save_weights(
+    vs: &VarStore,
+    config: &crate::ConvBertConfig,
+    dir: &Path,
+    format: WeightsFormat,
+    class: &str,
+) -> Result<PathBuf> {
+    let path = dir.join(format.file_name());
+    match format {
+        WeightsFormat::Safetensors => save_safetensors(vs, &path)?,
+        WeightsFormat::TensorFlow => save_tf_h5(vs, config, &path, &keras_scope(class))?,
+    }
+    Ok(path)
+}
+
 /// Writes every var of `vs` to `path` as safetensors (HF key names, metadata `{"format": "pt"}`).
 pub fn save_safetensors(vs: &VarStore, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
@@ -288,11 +355,18 @@ pub fn save_safetensors(vs: &VarStore, path: impl AsRef<Path>) -> Result<()> {
         .map_err(|e| ConvBertError::checkpoint(path, format!("cannot write: {e}")))
 }
 
-/// A checkpoint directory: `name_or_dir` itself when it is a directory, else an HF model id
-/// (`Org/Name`) resolved in the local HF cache, without network.
+/// A checkpoint directory: `name_or_dir` itself when it is a directory, the directory of a
+/// weights file (`model.safetensors`, `tf_model.h5`, a TF1 `.index` or prefix, …), else an HF
+/// model id (`Org/Name`) resolved in the local HF cache, without network.
 pub fn locate(name_or_dir: &Path) -> Result<PathBuf> {
     if name_or_dir.is_dir() {
         return Ok(name_or_dir.to_path_buf());
+    }
+    if is_weights_file(name_or_dir) {
+        return Ok(match name_or_dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        });
     }
     let id = name_or_dir.to_string_lossy();
     crate::hub::resolve(&id, None).map_err(|e| match e {
@@ -305,4 +379,18 @@ pub fn locate(name_or_dir: &Path) -> Result<PathBuf> {
         }
         other => other,
     })
+}
+
+fn is_weights_file(path: &Path) -> bool {
+    path.is_file() || tf_bundle::prefix_of(path).is_some()
+}
+
+/// The weights `source` names: that file when it is one (see [`locate`]), else what its
+/// checkpoint directory `dir` holds, in [`WEIGHT_FILES`] order.
+pub fn open_weights(source: &Path, dir: &Path) -> Result<Weights> {
+    if is_weights_file(source) {
+        Weights::open(source)
+    } else {
+        Weights::open_dir(dir)
+    }
 }

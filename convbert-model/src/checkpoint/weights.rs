@@ -1,6 +1,8 @@
 //! Read-only access to the tensors of an HF checkpoint: `model.safetensors` (memory-mapped, read
 //! in place), `pytorch_model.bin` (a `torch.save` zip archive, memory-mapped; storages are read in
-//! place and described by the pickle), and their sharded `*.index.json` variants.
+//! place and described by the pickle), and their sharded `*.index.json` variants; TensorFlow's
+//! `tf_model.h5` and TF1 checkpoints, whose names and layouts are mapped to PyTorch's as strided
+//! views of the mapped files.
 //! Formats: <https://github.com/huggingface/safetensors#format>,
 //! <https://github.com/pytorch/pytorch/blob/v2.11.0/torch/serialization.py>.
 
@@ -13,7 +15,9 @@ use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 use tch::{Device, Kind, Tensor};
 
-use super::{clip, pickle, read_json_file};
+use super::raw::RawTensor;
+use super::tf_names::{self, Layout};
+use super::{clip, pickle, read_json_file, tf_bundle, tf_h5};
 use crate::error::{ConvBertError, Result};
 
 /// Highest tensor rank accepted from a file (libtorch itself stops at 64 in places).
@@ -21,12 +25,14 @@ const MAX_RANK: usize = 64;
 /// Longest tensor name quoted in an error.
 const NAME_CHARS: usize = 200;
 
-/// The weight file names `from_pretrained` looks for, in order of preference.
-pub const WEIGHT_FILES: [&str; 4] = [
+/// The weight file names `from_pretrained` looks for, in order of preference (HF's: PyTorch
+/// weights win over TensorFlow ones); then a TF1 checkpoint named by a `checkpoint` file.
+pub const WEIGHT_FILES: [&str; 5] = [
     "model.safetensors",
     "model.safetensors.index.json",
     "pytorch_model.bin",
     "pytorch_model.bin.index.json",
+    "tf_model.h5",
 ];
 
 #[derive(Debug)]
@@ -50,6 +56,10 @@ struct Entry {
 pub struct Weights {
     files: Vec<(PathBuf, Mmap)>,
     entries: BTreeMap<String, Entry>,
+    /// The file that was opened (`*.index.json`, `tf_model.h5`, a TF1 `.index`, …).
+    source: PathBuf,
+    /// Stored tensors that map to no PyTorch weight, by their stored names.
+    skipped: Vec<String>,
 }
 
 /// Row-major strides; `None` when they overflow i64 (only possible with a zero-sized dim, since
@@ -126,7 +136,8 @@ fn map_file(path: &Path) -> Result<Mmap> {
 }
 
 impl Weights {
-    /// Opens the weights of an HF checkpoint directory (see [`WEIGHT_FILES`] for the order).
+    /// Opens the weights of an HF checkpoint directory (see [`WEIGHT_FILES`] for the order),
+    /// else the TF1 checkpoint its `checkpoint` file names.
     pub fn open_dir(dir: &Path) -> Result<Self> {
         for name in WEIGHT_FILES {
             let path = dir.join(name);
@@ -134,17 +145,26 @@ impl Weights {
                 return Self::open(&path);
             }
         }
+        if let Some(prefix) = tf_bundle::prefix_in_dir(dir)? {
+            return Self::open_tf1(&prefix);
+        }
         Err(ConvBertError::NotFound {
-            what: format!("weights ({})", WEIGHT_FILES.join(", ")),
+            what: format!(
+                "weights ({}, or a TF1 checkpoint named by a `checkpoint` file)",
+                WEIGHT_FILES.join(", ")
+            ),
             searched: vec![dir.to_path_buf()],
         })
     }
 
-    /// Opens one file: `*.safetensors`, `*.bin` / `*.pt` (torch zip), or a sharded `*.index.json`.
+    /// Opens one file: `*.safetensors`, `*.bin` / `*.pt` (torch zip), a sharded `*.index.json`,
+    /// a Keras `*.h5`, or a TF1 checkpoint (its `.index` file or its prefix).
     pub fn open(path: &Path) -> Result<Self> {
         let mut w = Weights {
             files: Vec::new(),
             entries: BTreeMap::new(),
+            source: path.to_path_buf(),
+            skipped: Vec::new(),
         };
         let name = path
             .file_name()
@@ -152,10 +172,80 @@ impl Weights {
             .unwrap_or_default();
         if name.ends_with(".index.json") {
             w.add_index(path)?;
+        } else if name.ends_with(".h5") {
+            w.add_h5(path)?;
+        } else if let Some(prefix) = tf_bundle::prefix_of(path) {
+            return Self::open_tf1(&prefix);
         } else {
             w.add_file(path)?;
         }
         Ok(w)
+    }
+
+    /// Opens the TF1 checkpoint `prefix` (`<prefix>.index` and its data shards), checking the
+    /// crc32c of every tensor the model uses.
+    fn open_tf1(prefix: &Path) -> Result<Self> {
+        let bundle = tf_bundle::read_index(prefix)?;
+        let mut index = prefix.as_os_str().to_owned();
+        index.push(".index");
+        let mut w = Weights {
+            files: Vec::new(),
+            entries: BTreeMap::new(),
+            source: PathBuf::from(index),
+            skipped: bundle.skipped,
+        };
+        for shard in &bundle.shards {
+            w.files.push((shard.clone(), map_file(shard)?));
+        }
+        for t in bundle.tensors {
+            let Some((key, layout)) = tf_names::tf1_to_pt(&t.raw.name, t.raw.shape.len()) else {
+                w.skipped.push(t.raw.name);
+                continue;
+            };
+            let (path, map) = w.files.get(t.raw.file).ok_or_else(|| {
+                ConvBertError::checkpoint(prefix, format!("{}: no shard {}", t.raw.name, t.raw.file))
+            })?;
+            let bytes = map.get(t.raw.start..t.raw.start.saturating_add(t.raw.len)).ok_or_else(|| {
+                ConvBertError::checkpoint(path, format!("{} lies past the end of the file", t.raw.name))
+            })?;
+            tf_bundle::check_crc(&t.raw.name, bytes, t.crc32c, path)?;
+            let entry = mapped_entry(&w.source, t.raw, &layout)?;
+            w.insert_mapped(key, entry);
+        }
+        Ok(w)
+    }
+
+    /// Adds a Keras `tf_model.h5`: each weight under its PyTorch key and layout.
+    fn add_h5(&mut self, path: &Path) -> Result<()> {
+        let map = map_file(path)?;
+        let raws = tf_h5::read_weights(path, &map)?;
+        let file = self.files.len();
+        for mut raw in raws {
+            raw.file = file;
+            // Stored as `<layer>/<weight name>`; HF maps the weight name alone.
+            let weight_name = raw.name.split_once('/').map_or(raw.name.as_str(), |(_, w)| w);
+            match tf_names::keras_to_pt(weight_name, raw.shape.len()) {
+                Some((key, layout)) => {
+                    let entry = mapped_entry(path, raw.clone(), &layout)?;
+                    if !self.insert_mapped(key, entry) {
+                        // The MLM head stores the embeddings it shares a second time.
+                        self.skipped.push(raw.name);
+                    }
+                }
+                None => self.skipped.push(raw.name),
+            }
+        }
+        self.files.push((path.to_path_buf(), map));
+        Ok(())
+    }
+
+    /// Inserts a mapped tensor unless its key is taken (HF keeps one tensor per key too).
+    fn insert_mapped(&mut self, key: String, entry: Entry) -> bool {
+        if self.entries.contains_key(&key) {
+            return false;
+        }
+        self.entries.insert(key, entry);
+        true
     }
 
     fn add_file(&mut self, path: &Path) -> Result<()> {
@@ -305,6 +395,17 @@ impl Weights {
         Ok(())
     }
 
+    /// The file that was opened: a weights file, a shard index, or a TF1 `.index`.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// Stored tensors that no PyTorch weight reads (TF1 optimizer slots, `global_step`, the
+    /// generator; the MLM head's second copy of the embeddings), by their stored names.
+    pub fn skipped(&self) -> &[String] {
+        &self.skipped
+    }
+
     /// The file a tensor is read from.
     pub fn file(&self, name: &str) -> Option<&Path> {
         self.entries
@@ -337,6 +438,49 @@ impl Weights {
         };
         Ok(storage.f_as_strided(e.shape.as_slice(), e.stride.as_slice(), e.offset)?)
     }
+}
+
+/// The entry of a TensorFlow tensor seen in PyTorch's layout: a permuted view of its contiguous
+/// stored bytes, checked against the byte range.
+fn mapped_entry(path: &Path, raw: RawTensor, layout: &Layout) -> Result<Entry> {
+    let bad = |what: &str| {
+        ConvBertError::checkpoint(path, format!("{}: {what}", clip(&raw.name, NAME_CHARS)))
+    };
+    if raw.shape.len() > MAX_RANK || raw.shape.iter().any(|&d| d < 0) {
+        return Err(bad(&format!("invalid shape {:?}", raw.shape)));
+    }
+    let numel = raw
+        .shape
+        .iter()
+        .try_fold(1i64, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| bad("shape overflows"))?;
+    let bytes = usize::try_from(numel)
+        .ok()
+        .and_then(|n| n.checked_mul(raw.kind.elt_size_in_bytes()));
+    if bytes != Some(raw.len) {
+        return Err(bad(&format!(
+            "shape {:?} of {} needs {} bytes, the file holds {}",
+            raw.shape,
+            raw.dtype,
+            bytes.map_or("too many".into(), |b| b.to_string()),
+            raw.len
+        )));
+    }
+    let strides = contiguous_strides(&raw.shape).ok_or_else(|| bad("shape overflows"))?;
+    if layout.perm.len() != raw.shape.len() {
+        return Err(bad(&format!("unexpected rank {}", raw.shape.len())));
+    }
+    let (shape, stride) = layout.apply(&raw.shape, &strides);
+    Ok(Entry {
+        file: raw.file,
+        kind: raw.kind,
+        dtype: raw.dtype,
+        shape,
+        start: raw.start,
+        len: raw.len,
+        offset: 0,
+        stride,
+    })
 }
 
 fn safetensors_entries(path: &Path, map: &Mmap, file: usize) -> Result<Vec<(String, Entry)>> {
