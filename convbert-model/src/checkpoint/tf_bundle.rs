@@ -51,15 +51,17 @@ pub(crate) struct BundleTensor {
 }
 
 /// The checkpoint prefix `dir` holds: the `model_checkpoint_path` of its `checkpoint` file
-/// (relative to `dir`), or None when `dir` has no `checkpoint` file.
+/// (relative to `dir`), or None when `dir` has no `checkpoint` file (a `checkpoint` directory,
+/// as HF-style fixture trees have, is not one).
 ///
 /// A relative path may not contain `..`. TF uses an absolute path as written; checkpoints are
 /// often moved, so when it names no `.index` we take the same file name inside `dir`.
 pub(crate) fn prefix_in_dir(dir: &Path) -> Result<Option<PathBuf>> {
     let state = dir.join("checkpoint");
-    match std::fs::symlink_metadata(&state) {
+    match std::fs::metadata(&state) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(ConvBertError::io(&state, e)),
+        Ok(m) if m.is_dir() => return Ok(None),
         Ok(_) => {}
     }
     let text = read_small_file(&state, MAX_STATE_BYTES)?;
@@ -552,18 +554,7 @@ fn decode_header(msg: &[u8]) -> Parse<u64> {
         match field {
             1 => shards = int(v, "num_shards")? as i32 as i64,
             2 => endianness = int(v, "endianness")?,
-            3 => fields(bytes(v, "version")?, |f, v| {
-                let v = int(v, "version")?;
-                match f {
-                    2 if v > BUNDLE_VERSION => Err(format!(
-                        "bundle needs reader version {v}; we are {BUNDLE_VERSION}"
-                    )),
-                    3 if v == BUNDLE_VERSION => {
-                        Err(format!("bundle marks reader version {v} as bad"))
-                    }
-                    _ => Ok(()),
-                }
-            })?,
+            3 => check_version(bytes(v, "version")?)?,
             _ => {}
         }
         Ok(())
@@ -577,6 +568,32 @@ fn decode_header(msg: &[u8]) -> Parse<u64> {
         .ok()
         .filter(|n| *n >= 1)
         .ok_or_else(|| format!("header has {shards} data shards"))
+}
+
+/// Refuses a `VersionDef` (producer 1, min_consumer 2, bad_consumers 3) that excludes this
+/// reader, as TF's `CheckVersions` does.
+fn check_version(msg: &[u8]) -> Parse<()> {
+    fields(msg, |f, v| match (f, v) {
+        (2, Wire::Int(v)) if v > BUNDLE_VERSION => Err(format!(
+            "bundle needs reader version {v}; we are {BUNDLE_VERSION}"
+        )),
+        (3, Wire::Int(v)) if v == BUNDLE_VERSION => {
+            Err(format!("bundle marks reader version {v} as bad"))
+        }
+        // proto3 packs `repeated int32 bad_consumers`.
+        (3, Wire::Bytes(packed)) => {
+            let mut pos = 0;
+            while pos < packed.len() {
+                if varint(packed, &mut pos)? == BUNDLE_VERSION {
+                    return Err(format!(
+                        "bundle marks reader version {BUNDLE_VERSION} as bad"
+                    ));
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    })
 }
 
 /// The fields of a `BundleEntryProto` we use.
@@ -983,6 +1000,67 @@ mod tests {
         assert_eq!(prefix_of(&dir.join("expected.json")), None);
     }
 
+    /// The ELECTRA-style bundle of `fixtures/tf/tf1` (its own generator wrote `variables.json`).
+    #[test]
+    fn reads_the_shared_tf1_fixture() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tf/tf1");
+        assert_eq!(
+            prefix_in_dir(&root).unwrap(),
+            None,
+            "`checkpoint` is a directory there"
+        );
+        let prefix = prefix_in_dir(&root.join("checkpoint")).unwrap().unwrap();
+        let bundle = read_index(&prefix).unwrap();
+        let text = std::fs::read_to_string(root.join("variables.json")).unwrap();
+        let vars: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+        let mut want: Vec<_> = vars
+            .iter()
+            .map(|v| {
+                (
+                    v["name"].as_str().unwrap().to_string(),
+                    v["shape"].to_string(),
+                    v["shard"].as_u64(),
+                )
+            })
+            .collect();
+        let mut got: Vec<_> = bundle
+            .tensors
+            .iter()
+            .map(|t| {
+                (
+                    t.raw.name.clone(),
+                    serde_json::json!(t.raw.shape).to_string(),
+                    Some(t.raw.file as u64),
+                )
+            })
+            .collect();
+        got.extend(
+            bundle
+                .skipped
+                .iter()
+                .map(|n| (n.clone(), String::new(), None)),
+        );
+        want.sort();
+        got.sort();
+        let names =
+            |v: &[(String, String, Option<u64>)]| v.iter().map(|t| t.0.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&got), names(&want));
+        for (g, w) in got.iter().zip(&want) {
+            if g.2.is_some() {
+                assert_eq!(g, w);
+            }
+        }
+        let shards: Vec<Vec<u8>> = bundle
+            .shards
+            .iter()
+            .map(|p| std::fs::read(p).unwrap())
+            .collect();
+        for t in &bundle.tensors {
+            let bytes = &shards[t.raw.file][t.raw.start..][..t.raw.len];
+            check_crc(&t.raw.name, bytes, t.crc32c, &bundle.shards[t.raw.file]).unwrap();
+        }
+    }
+
     #[test]
     fn checkpoint_state_paths() {
         let dir = copy("state");
@@ -1120,6 +1198,10 @@ mod tests {
         };
         assert!(with(0, &[0x10, 1]).contains("big-endian"));
         assert!(with(0, &[0x08, 0]).contains("0 data shards"));
+        // version { min_consumer: 2 }, then version { bad_consumers: [1] } packed and unpacked.
+        assert!(with(0, &[0x1a, 2, 0x10, 2]).contains("needs reader version 2"));
+        assert!(with(0, &[0x1a, 4, 0x1a, 2, 3, 1]).contains("as bad"));
+        assert!(with(0, &[0x1a, 2, 0x18, 1]).contains("as bad"));
         assert!(with(1, &[0x3a, 0]).contains("sliced"));
         assert!(with(1, &[0x18, 5]).contains("shard 5 outside"));
         assert!(with(1, &[0x20, 0xff, 0x7f]).contains("outside data shard"));
