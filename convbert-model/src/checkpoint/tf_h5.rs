@@ -94,6 +94,16 @@ fn bad_write(path: &Path, e: hdf5_pure::Error) -> ConvBertError {
 /// The reading half: `layer_names`, then each layer's `weight_names`, then each dataset.
 fn read_file(path: &Path, file_len: usize, source: WindowSource) -> Result<Vec<RawTensor>> {
     let file = File::from_source(source).map_err(|e| bad(path, e))?;
+    // libhdf5 (and so h5py and Keras) refuses a file shorter than the end its superblock
+    // records: whatever was cut off, the file is not the one that was written.
+    let sb = file.superblock();
+    let end = sb.base_address.get().saturating_add(sb.eof_address);
+    if (file_len as u64) < end {
+        return Err(bad(
+            path,
+            format!("truncated: {file_len} bytes, its superblock records {end}"),
+        ));
+    }
     let root = file.root().attrs().map_err(|e| bad(path, e))?;
     let layers = string_list(&root, "layer_names").ok_or_else(|| {
         ConvBertError::checkpoint(path, "not a Keras weights file (no layer_names attribute)")
