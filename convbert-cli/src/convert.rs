@@ -76,9 +76,8 @@ pub fn run(args: &ConvertArgs) -> CliResult {
     for name in TOKENIZER_FILES {
         let from = dir.join(name);
         if from.is_file() {
-            std::fs::copy(&from, staging.path().join(name)).map_err(|e| {
-                CliError::Failed(format!("cannot copy {}: {e}", from.display()))
-            })?;
+            std::fs::copy(&from, staging.path().join(name))
+                .map_err(|e| CliError::Failed(format!("cannot copy {}: {e}", from.display())))?;
             copied.push(name);
         }
     }
@@ -119,7 +118,8 @@ fn write_model(
     macro_rules! head {
         ($head:ty) => {{
             let m = <$head>::from_pretrained(source, device, kind).map_err(CliError::failed)?;
-            m.save_pretrained_as(out, format).map_err(CliError::failed)?;
+            m.save_pretrained_as(out, format)
+                .map_err(CliError::failed)?;
             head_summary(<$head>::CLASS, m.load_report())
         }};
     }
@@ -129,10 +129,9 @@ fn write_model(
             let (model, vs) =
                 ConvBertModel::from_pretrained(source, device, kind).map_err(CliError::failed)?;
             let mut config = model.config().clone();
-            config.extra.insert(
-                "architectures".into(),
-                serde_json::json!([MODEL_CLASS]),
-            );
+            config
+                .extra
+                .insert("architectures".into(), serde_json::json!([MODEL_CLASS]));
             config
                 .to_file(out.join("config.json"))
                 .map_err(CliError::failed)?;
@@ -196,8 +195,9 @@ impl Staging {
     }
 
     fn commit(mut self) -> CliResult {
-        let failed =
-            |e: std::io::Error| CliError::Failed(format!("cannot write {}: {e}", self.target.display()));
+        let failed = |e: std::io::Error| {
+            CliError::Failed(format!("cannot write {}: {e}", self.target.display()))
+        };
         let Some(tmp) = self.tmp.take() else {
             return Ok(());
         };

@@ -23,7 +23,15 @@ fn p(path: &Path) -> &str {
 fn a_tensorflow_only_checkpoint_gives_the_same_results_as_the_original() {
     let tf = tmp("default-tf");
     let o = run_ok(
-        &["convert", "--model", &fixture("default-model"), "--format", "tf", "--output", p(&tf)],
+        &[
+            "convert",
+            "--model",
+            &fixture("default-model"),
+            "--format",
+            "tf",
+            "--output",
+            p(&tf),
+        ],
         b"",
     );
     let summary = &jsonl(&o)[0];
@@ -36,7 +44,13 @@ fn a_tensorflow_only_checkpoint_gives_the_same_results_as_the_original() {
     files.sort();
     assert_eq!(
         files,
-        ["config.json", "special_tokens_map.json", "tf_model.h5", "tokenizer_config.json", "vocab.txt"]
+        [
+            "config.json",
+            "special_tokens_map.json",
+            "tf_model.h5",
+            "tokenizer_config.json",
+            "vocab.txt"
+        ]
     );
 
     let text = b"paris is the [MASK] of france.\nthe [MASK] sat on the mat.\n";
@@ -46,19 +60,68 @@ fn a_tensorflow_only_checkpoint_gives_the_same_results_as_the_original() {
     assert_eq!(want.len(), 2);
     for (w, g) in want.iter().zip(&got) {
         let tokens = |v: &Value| -> Vec<String> {
-            v.as_array().expect("list").iter().map(|c| c["token_str"].to_string()).collect()
+            v.as_array()
+                .expect("list")
+                .iter()
+                .map(|c| c["token_str"].to_string())
+                .collect()
         };
         assert_eq!(tokens(w), tokens(g), "{w} vs {g}");
-        for (a, b) in w.as_array().expect("list").iter().zip(g.as_array().expect("list")) {
-            let (a, b) = (a["score"].as_f64().expect("score"), b["score"].as_f64().expect("score"));
+        for (a, b) in w
+            .as_array()
+            .expect("list")
+            .iter()
+            .zip(g.as_array().expect("list"))
+        {
+            let (a, b) = (
+                a["score"].as_f64().expect("score"),
+                b["score"].as_f64().expect("score"),
+            );
             // The original is fp16 on disk; both load it as the same fp32 numbers.
             assert!((a - b).abs() <= 1e-6, "{a} vs {b}");
         }
     }
 
+    // The same directory as a model id of the local HF cache.
+    let cache = tmp("hf-cache");
+    let snapshot = cache.join("models--someone--convbert-tf/snapshots/0123abcd");
+    std::fs::create_dir_all(&snapshot).expect("snapshot");
+    std::fs::create_dir_all(cache.join("models--someone--convbert-tf/refs")).expect("refs");
+    std::fs::write(
+        cache.join("models--someone--convbert-tf/refs/main"),
+        "0123abcd",
+    )
+    .expect("ref");
+    for f in &files {
+        std::fs::copy(tf.join(f), snapshot.join(f)).expect("copy");
+    }
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_convbert"))
+        .args(["fill-mask", "--model", "someone/convbert-tf"])
+        .env("HF_HUB_CACHE", &cache)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), text).expect("stdin");
+    let cached = child.wait_with_output().expect("wait");
+    assert!(cached.status.success(), "{}", stderr(&cached));
+    assert_eq!(jsonl(&cached), got);
+
     // Back to safetensors: the very same tensors as reading the TF file.
     let back = tmp("default-tf-back");
-    run_ok(&["convert", "--model", p(&tf), "--format", "safetensors", "--output", p(&back)], b"");
+    run_ok(
+        &[
+            "convert",
+            "--model",
+            p(&tf),
+            "--format",
+            "safetensors",
+            "--output",
+            p(&back),
+        ],
+        b"",
+    );
     let again = run_ok(&["fill-mask", "--model", p(&back)], text);
     assert_eq!(jsonl(&again), got);
 }
@@ -67,11 +130,31 @@ fn a_tensorflow_only_checkpoint_gives_the_same_results_as_the_original() {
 fn a_tf1_checkpoint_converts_given_its_index_file() {
     let out = tmp("tf1-converted");
     let index = fixture("tf/tf1/checkpoint/model.ckpt-7.index");
-    let o = run_ok(&["convert", "--model", &index, "--format", "safetensors", "--output", p(&out)], b"");
+    let o = run_ok(
+        &[
+            "convert",
+            "--model",
+            &index,
+            "--format",
+            "safetensors",
+            "--output",
+            p(&out),
+        ],
+        b"",
+    );
     let summary = &jsonl(&o)[0];
     assert_eq!(summary["class"], "ConvBertModel");
-    assert!(summary["read"].as_str().expect("read").ends_with("model.ckpt-7.index"), "{summary}");
-    assert!(summary["ignored"].as_u64().expect("ignored") > 0, "{summary}");
+    assert!(
+        summary["read"]
+            .as_str()
+            .expect("read")
+            .ends_with("model.ckpt-7.index"),
+        "{summary}"
+    );
+    assert!(
+        summary["ignored"].as_u64().expect("ignored") > 0,
+        "{summary}"
+    );
     assert!(out.join("model.safetensors").is_file() && out.join("config.json").is_file());
 }
 
@@ -85,7 +168,18 @@ fn refusals_name_the_reason_and_write_nothing() {
         "max_position_embeddings": 64}"#;
     std::fs::write(src.join("config.json"), cfg).expect("config");
     let out = tmp("tf-incompatible-out");
-    let o = convbert(&["convert", "--model", p(&src), "--format", "tf", "--output", p(&out)], b"");
+    let o = convbert(
+        &[
+            "convert",
+            "--model",
+            p(&src),
+            "--format",
+            "tf",
+            "--output",
+            p(&out),
+        ],
+        b"",
+    );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("TensorFlow"), "{}", stderr(&o));
     assert!(!out.exists());
@@ -95,22 +189,47 @@ fn refusals_name_the_reason_and_write_nothing() {
     std::fs::create_dir_all(&busy).expect("dir");
     std::fs::write(busy.join("keep.txt"), "mine").expect("write");
     let o = convbert(
-        &["convert", "--model", &fixture("default-model"), "--format", "tf", "--output", p(&busy)],
+        &[
+            "convert",
+            "--model",
+            &fixture("default-model"),
+            "--format",
+            "tf",
+            "--output",
+            p(&busy),
+        ],
         b"",
     );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("not empty"), "{}", stderr(&o));
-    assert_eq!(std::fs::read_to_string(busy.join("keep.txt")).expect("kept"), "mine");
+    assert_eq!(
+        std::fs::read_to_string(busy.join("keep.txt")).expect("kept"),
+        "mine"
+    );
 
     // A truncated tf_model.h5 is an error naming the file, and leaves no output.
     let broken = tmp("truncated-h5");
     std::fs::create_dir_all(&broken).expect("dir");
     let h5 = std::fs::read(fixture("tf/base/model/checkpoint/tf_model.h5")).expect("h5");
     std::fs::write(broken.join("tf_model.h5"), &h5[..h5.len() / 2]).expect("write");
-    std::fs::copy(fixture("tf/base/model/checkpoint/config.json"), broken.join("config.json"))
-        .expect("config");
+    std::fs::copy(
+        fixture("tf/base/model/checkpoint/config.json"),
+        broken.join("config.json"),
+    )
+    .expect("config");
     let out = tmp("truncated-out");
-    let o = convbert(&["convert", "--model", p(&broken), "--format", "safetensors", "--output", p(&out)], b"");
+    let o = convbert(
+        &[
+            "convert",
+            "--model",
+            p(&broken),
+            "--format",
+            "safetensors",
+            "--output",
+            p(&out),
+        ],
+        b"",
+    );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("tf_model.h5"), "{}", stderr(&o));
     assert!(!out.exists());

@@ -58,7 +58,7 @@ fn head_kind(class: &str) -> Option<&'static str> {
 
 /// A loaded model of either kind.
 enum Loaded {
-    Encoder(ConvBertModel, tch::nn::VarStore),
+    Encoder(Box<(ConvBertModel, tch::nn::VarStore)>),
     Head(AnyHead),
 }
 
@@ -72,7 +72,7 @@ impl Loaded {
             None => {
                 let (m, vs) = ConvBertModel::from_pretrained(source, device(), Kind::Float)
                     .unwrap_or_else(|e| panic!("{}: {e}", source.display()));
-                Loaded::Encoder(m, vs)
+                Loaded::Encoder(Box::new((m, vs)))
             }
         }
     }
@@ -87,7 +87,8 @@ impl Loaded {
                     .collect();
                 h.run(&inputs).expect("run")
             }
-            Loaded::Encoder(m, _) => {
+            Loaded::Encoder(b) => {
+                let m = &b.0;
                 let inputs = ConvBertInputs {
                     input_ids: run.get("in.input_ids"),
                     attention_mask: run.get("in.attention_mask"),
@@ -119,7 +120,8 @@ impl Loaded {
                 }
             }
             .expect("save tf"),
-            Loaded::Encoder(m, vs) => {
+            Loaded::Encoder(b) => {
+                let (m, vs) = (&b.0, &b.1);
                 std::fs::create_dir_all(dir).expect("dir");
                 m.config().to_file(dir.join("config.json")).expect("config");
                 convbert_model::checkpoint::save_weights(
@@ -136,9 +138,17 @@ impl Loaded {
 }
 
 /// Compares every `out.*` golden with `got`; returns the failures.
-fn compare(what: &str, run: &BTreeMap<String, Tensor>, got: &BTreeMap<String, Tensor>, atol: f64) -> Vec<String> {
+fn compare(
+    what: &str,
+    run: &BTreeMap<String, Tensor>,
+    got: &BTreeMap<String, Tensor>,
+    atol: f64,
+) -> Vec<String> {
     let mut failures = Vec::new();
-    for (name, want) in run.iter().filter(|(k, _)| k.starts_with("out.") && *k != "out.loss") {
+    for (name, want) in run
+        .iter()
+        .filter(|(k, _)| k.starts_with("out.") && *k != "out.loss")
+    {
         let Some(actual) = got.get(name) else {
             failures.push(format!("{what}: no {name}"));
             continue;
@@ -146,7 +156,9 @@ fn compare(what: &str, run: &BTreeMap<String, Tensor>, got: &BTreeMap<String, Te
         let (diff, at) = max_diff(actual, want);
         println!("{what:<40} {name:<22} max|diff| {diff:.3e}");
         if diff.is_nan() || diff > tol(atol) {
-            failures.push(format!("{what} {name}: max |diff| {diff:.3e} at flat index {at}"));
+            failures.push(format!(
+                "{what} {name}: max |diff| {diff:.3e} at flat index {at}"
+            ));
         }
     }
     failures
@@ -156,7 +168,10 @@ fn compare(what: &str, run: &BTreeMap<String, Tensor>, got: &BTreeMap<String, Te
 fn every_tf_model_h5_matches_pytorch_outputs() {
     let mut failures = Vec::new();
     let cases = manifest();
-    let h5_cases: Vec<_> = cases.iter().filter(|(k, _)| !k.starts_with("tf1")).collect();
+    let h5_cases: Vec<_> = cases
+        .iter()
+        .filter(|(k, _)| !k.starts_with("tf1"))
+        .collect();
     assert!(h5_cases.len() >= 13, "{} cases", h5_cases.len());
     for (case, (class, runs)) in h5_cases {
         let source = tf_dir().join(case).join("checkpoint");
@@ -212,11 +227,23 @@ fn tf1_checkpoint_matches_pytorch_outputs_and_reports_what_it_ignored() {
     let mut expected: Vec<String> = unused.iter().map(|s| s.to_string()).collect();
     expected.sort();
     assert_eq!(ignored, expected);
-    for slot in ["global_step", "adam_m", "adam_v", "generator/", "discriminator_predictions/"] {
-        assert!(ignored.iter().any(|n| n.contains(slot)), "{slot} not in {ignored:?}");
+    for slot in [
+        "global_step",
+        "adam_m",
+        "adam_v",
+        "generator/",
+        "discriminator_predictions/",
+    ] {
+        assert!(
+            ignored.iter().any(|n| n.contains(slot)),
+            "{slot} not in {ignored:?}"
+        );
     }
     let text = report.to_string();
-    assert!(text.contains("model.ckpt-7.index") && text.contains("Ignored"), "{text}");
+    assert!(
+        text.contains("model.ckpt-7.index") && text.contains("Ignored"),
+        "{text}"
+    );
 }
 
 /// The TF venv's python (scripts/tf-env.sh), when it exists.
@@ -247,7 +274,10 @@ fn exported_tf_model_h5_reloads_identically_and_in_hf() {
     }
     let out = temp_dir("tf-export");
     let mut failures = Vec::new();
-    for (case, (class, runs)) in manifest().iter().filter(|(k, _)| k.starts_with("grouped/") || k.starts_with("base/")) {
+    for (case, (class, runs)) in manifest()
+        .iter()
+        .filter(|(k, _)| k.starts_with("grouped/") || k.starts_with("base/"))
+    {
         let model = Loaded::load(class, &tf_dir().join(case).join("checkpoint"));
         let dir = out.join(case.replace('/', "-"));
         model.save_tf(&dir, class);
@@ -255,10 +285,16 @@ fn exported_tf_model_h5_reloads_identically_and_in_hf() {
         let run = read_run(runs);
         // Our own reader gets the very same numbers back.
         let again = Loaded::load(class, &dir);
-        failures.extend(compare(&format!("{case} (re-read)"), &run, &again.run(&run), 0.0_f64.max(ATOL)));
+        failures.extend(compare(
+            &format!("{case} (re-read)"),
+            &run,
+            &again.run(&run),
+            0.0_f64.max(ATOL),
+        ));
         if let Some(python) = &python {
             let short = SHORT.iter().find(|(c, _)| c == class).expect("class").1;
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/check_tf_export.py");
+            let script =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/check_tf_export.py");
             let o = std::process::Command::new(python)
                 .arg(&script)
                 .arg(&dir)
@@ -288,7 +324,8 @@ fn exported_tf_model_h5_reloads_identically_and_in_hf() {
 fn a_pytorch_checkpoint_exports_to_tf_with_its_outputs() {
     // fixtures/heads/base/seqcls: a model.safetensors head, its HF outputs in runs/.
     let heads = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/heads/base/seqcls");
-    let head = AnyHead::load("sequence_classification", &heads.join("checkpoint"), None).expect("load");
+    let head =
+        AnyHead::load("sequence_classification", &heads.join("checkpoint"), None).expect("load");
     let dir = temp_dir("pt-to-tf");
     match &head {
         AnyHead::SequenceClassification(m) => m
@@ -298,12 +335,17 @@ fn a_pytorch_checkpoint_exports_to_tf_with_its_outputs() {
     }
     assert!(!dir.join("model.safetensors").exists());
     let again = AnyHead::load("sequence_classification", &dir, None).expect("reload");
-    assert!(again.report().expect("report").file.ends_with("tf_model.h5"));
-    let run: BTreeMap<String, Tensor> = Tensor::read_safetensors(heads.join("runs/single_label.safetensors"))
-        .expect("run")
-        .into_iter()
-        .map(|(k, t)| (k, t.to_device(device())))
-        .collect();
+    assert!(again
+        .report()
+        .expect("report")
+        .file
+        .ends_with("tf_model.h5"));
+    let run: BTreeMap<String, Tensor> =
+        Tensor::read_safetensors(heads.join("runs/single_label.safetensors"))
+            .expect("run")
+            .into_iter()
+            .map(|(k, t)| (k, t.to_device(device())))
+            .collect();
     let got = again.run(&run).expect("run");
     let failures = compare("heads/base/seqcls as tf_model.h5", &run, &got, ATOL);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -318,13 +360,20 @@ fn tensorflow_export_is_refused_when_tf_cannot_build_the_config() {
             "num_labels": 2}"#,
     )
     .expect("config");
-    let m = convbert_heads::ConvBertForSequenceClassification::from_config(config, device(), Kind::Float)
-        .expect("model");
+    let m = convbert_heads::ConvBertForSequenceClassification::from_config(
+        config,
+        device(),
+        Kind::Float,
+    )
+    .expect("model");
     let dir = temp_dir("tf-refused").join("out");
     let err = m
         .save_pretrained_as(&dir, WeightsFormat::TensorFlow)
         .expect_err("must refuse")
         .to_string();
-    assert!(err.contains("TensorFlow") && err.contains("head_ratio"), "{err}");
+    assert!(
+        err.contains("TensorFlow") && err.contains("head_ratio"),
+        "{err}"
+    );
     assert!(!dir.exists(), "nothing may be written");
 }

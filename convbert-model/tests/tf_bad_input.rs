@@ -45,7 +45,17 @@ fn truncated_tf_model_h5_is_an_error_at_every_length() {
     let dir = tmp_dir("h5-truncated");
     std::fs::copy(src.join("config.json"), dir.join("config.json")).unwrap();
     let path = dir.join("tf_model.h5");
-    for len in [0, 7, 8, 96, 512, 2048, bytes.len() / 3, bytes.len() / 2, bytes.len() - 1] {
+    for len in [
+        0,
+        7,
+        8,
+        96,
+        512,
+        2048,
+        bytes.len() / 3,
+        bytes.len() / 2,
+        bytes.len() - 1,
+    ] {
         std::fs::write(&path, &bytes[..len]).unwrap();
         let err = load_error(&dir);
         assert!(err.contains("tf_model.h5"), "{len}: {err}");
@@ -68,7 +78,9 @@ fn a_weight_of_the_wrong_shape_is_named() {
     .unwrap();
     let err = load_error(&dir);
     assert!(
-        err.contains("encoder.layer.0.intermediate.dense.weight: model [48, 32] vs checkpoint [2, 16, 24]"),
+        err.contains(
+            "encoder.layer.0.intermediate.dense.weight: model [48, 32] vs checkpoint [2, 16, 24]"
+        ),
         "{err}"
     );
 }
@@ -110,7 +122,10 @@ fn a_tf1_index_whose_checksum_fails_is_refused() {
     let index = dir.join("model.ckpt-7.index");
     flip_byte(&index, 40);
     let err = load_error(&dir);
-    assert!(err.contains("model.ckpt-7.index") && err.contains("crc"), "{err}");
+    assert!(
+        err.contains("model.ckpt-7.index") && err.contains("crc"),
+        "{err}"
+    );
 
     let dir = tf1_copy("tf1-index-truncated");
     let index = dir.join("model.ckpt-7.index");
@@ -141,4 +156,24 @@ fn a_missing_tf1_data_shard_is_named() {
     assert!(err.contains("model.ckpt-7.data-00001-of-00002"), "{err}");
     // The weights are not opened at all, not even partly.
     assert!(Weights::open(&dir.join("model.ckpt-7.index")).is_err());
+}
+
+#[test]
+fn a_directory_with_one_tf1_checkpoint_needs_no_checkpoint_file_but_two_need_one() {
+    let dir = tf1_copy("tf1-no-state-file");
+    std::fs::remove_file(dir.join("checkpoint")).unwrap();
+    let w = Weights::open_dir(&dir).unwrap();
+    assert!(w.source().ends_with("model.ckpt-7.index"));
+    for f in ["index", "data-00000-of-00002", "data-00001-of-00002"] {
+        std::fs::copy(
+            dir.join(format!("model.ckpt-7.{f}")),
+            dir.join(format!("model.ckpt-9.{f}")),
+        )
+        .unwrap();
+    }
+    let err = load_error(&dir);
+    assert!(
+        err.contains("2 TF1 checkpoints") && err.contains("model.ckpt-9.index"),
+        "{err}"
+    );
 }

@@ -28,11 +28,12 @@ const LAYER_ORDER: [&str; 7] = [
 /// `hidden_size / num_attention_heads` wide, PyTorch's `hidden_size / (heads / head_ratio) / 2`.
 pub fn check_tf_compatible(config: &ConvBertConfig) -> Result<()> {
     let heads = config.attention_heads();
-    let tf_size = if config.num_attention_heads > 0 && config.hidden_size % config.num_attention_heads == 0 {
-        Some(config.hidden_size / config.num_attention_heads)
-    } else {
-        None
-    };
+    let tf_size =
+        if config.num_attention_heads > 0 && config.hidden_size % config.num_attention_heads == 0 {
+            Some(config.hidden_size / config.num_attention_heads)
+        } else {
+            None
+        };
     let pt_size = config.attention_head_size();
     if tf_size == Some(pt_size) {
         return Ok(());
@@ -106,9 +107,8 @@ pub fn save_tf_h5(
         .and_then(|n| n.to_str())
         .unwrap_or("tf_model.h5");
     let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
-    let written = tf_h5::write_weights(&tmp, &layers).and_then(|()| {
-        std::fs::rename(&tmp, path).map_err(|e| ConvBertError::io(path, e))
-    });
+    let written = tf_h5::write_weights(&tmp, &layers)
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| ConvBertError::io(path, e)));
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

@@ -168,8 +168,12 @@ pub(crate) fn tf1_to_pt(name: &str, rank: usize) -> Option<(String, Layout)> {
         return Some((key, Layout::keep(rank)));
     }
     match rest {
-        "embeddings_project/kernel" => return Some(("embeddings_project.weight".into(), transposed())),
-        "embeddings_project/bias" => return Some(("embeddings_project.bias".into(), Layout::keep(rank))),
+        "embeddings_project/kernel" => {
+            return Some(("embeddings_project.weight".into(), transposed()))
+        }
+        "embeddings_project/bias" => {
+            return Some(("embeddings_project.bias".into(), Layout::keep(rank)))
+        }
         _ => {}
     }
     let rest = rest.strip_prefix("encoder/layer_")?;
@@ -250,10 +254,15 @@ mod tests {
 
     #[test]
     fn tf1_names_follow_hf_param_mapping() {
-        let (key, layout) = tf1_to_pt("electra/encoder/layer_3/intermediate/g_dense/kernel", 3).unwrap();
+        let (key, layout) =
+            tf1_to_pt("electra/encoder/layer_3/intermediate/g_dense/kernel", 3).unwrap();
         assert_eq!(key, "encoder.layer.3.intermediate.dense.weight");
         assert_eq!(layout, Layout::keep(3));
-        let (key, layout) = tf1_to_pt("electra/encoder/layer_0/attention/self/conv_attn_point/kernel", 2).unwrap();
+        let (key, layout) = tf1_to_pt(
+            "electra/encoder/layer_0/attention/self/conv_attn_point/kernel",
+            2,
+        )
+        .unwrap();
         assert_eq!(key, "encoder.layer.0.attention.self.conv_out_layer.weight");
         assert_eq!(layout, Layout::reversed(2));
         for ignored in [

@@ -137,7 +137,7 @@ fn map_file(path: &Path) -> Result<Mmap> {
 
 impl Weights {
     /// Opens the weights of an HF checkpoint directory (see [`WEIGHT_FILES`] for the order),
-    /// else the TF1 checkpoint its `checkpoint` file names.
+    /// else the TF1 checkpoint its `checkpoint` file names, else its one TF1 `.index`.
     pub fn open_dir(dir: &Path) -> Result<Self> {
         for name in WEIGHT_FILES {
             let path = dir.join(name);
@@ -147,6 +147,28 @@ impl Weights {
         }
         if let Some(prefix) = tf_bundle::prefix_in_dir(dir)? {
             return Self::open_tf1(&prefix);
+        }
+        // Without a `checkpoint` file, a directory holding one TF1 checkpoint is unambiguous.
+        let mut indexes: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| ConvBertError::io(dir, e))?
+            .filter_map(|e| Some(e.ok()?.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "index") && p.is_file())
+            .collect();
+        indexes.sort();
+        match indexes.as_slice() {
+            [one] => return Self::open(one),
+            [] => {}
+            many => {
+                let names: Vec<String> = many
+                    .iter()
+                    .take(10)
+                    .map(|p| p.display().to_string())
+                    .collect();
+                return Err(ConvBertError::checkpoint(
+                    dir,
+                    format!("{} TF1 checkpoints and no `checkpoint` file naming one: name its .index file ({})", many.len(), names.join(", ")),
+                ));
+            }
         }
         Err(ConvBertError::NotFound {
             what: format!(
@@ -203,11 +225,19 @@ impl Weights {
                 continue;
             };
             let (path, map) = w.files.get(t.raw.file).ok_or_else(|| {
-                ConvBertError::checkpoint(prefix, format!("{}: no shard {}", t.raw.name, t.raw.file))
+                ConvBertError::checkpoint(
+                    prefix,
+                    format!("{}: no shard {}", t.raw.name, t.raw.file),
+                )
             })?;
-            let bytes = map.get(t.raw.start..t.raw.start.saturating_add(t.raw.len)).ok_or_else(|| {
-                ConvBertError::checkpoint(path, format!("{} lies past the end of the file", t.raw.name))
-            })?;
+            let bytes = map
+                .get(t.raw.start..t.raw.start.saturating_add(t.raw.len))
+                .ok_or_else(|| {
+                    ConvBertError::checkpoint(
+                        path,
+                        format!("{} lies past the end of the file", t.raw.name),
+                    )
+                })?;
             tf_bundle::check_crc(&t.raw.name, bytes, t.crc32c, path)?;
             let entry = mapped_entry(&w.source, t.raw, &layout)?;
             w.insert_mapped(key, entry);
@@ -223,7 +253,10 @@ impl Weights {
         for mut raw in raws {
             raw.file = file;
             // Stored as `<layer>/<weight name>`; HF maps the weight name alone.
-            let weight_name = raw.name.split_once('/').map_or(raw.name.as_str(), |(_, w)| w);
+            let weight_name = raw
+                .name
+                .split_once('/')
+                .map_or(raw.name.as_str(), |(_, w)| w);
             match tf_names::keras_to_pt(weight_name, raw.shape.len()) {
                 Some((key, layout)) => {
                     let entry = mapped_entry(path, raw.clone(), &layout)?;
