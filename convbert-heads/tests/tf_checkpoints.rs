@@ -59,16 +59,16 @@ fn head_kind(class: &str) -> Option<&'static str> {
 /// A loaded model of either kind.
 enum Loaded {
     Encoder(Box<(ConvBertModel, tch::nn::VarStore)>),
-    Head(AnyHead),
+    Head(Box<AnyHead>),
 }
 
 impl Loaded {
     fn load(class: &str, source: &Path) -> Self {
         match head_kind(class) {
-            Some(kind) => Loaded::Head(
+            Some(kind) => Loaded::Head(Box::new(
                 AnyHead::load(kind, source, None)
                     .unwrap_or_else(|e| panic!("{}: {e}", source.display())),
-            ),
+            )),
             None => {
                 let (m, vs) = ConvBertModel::from_pretrained(source, device(), Kind::Float)
                     .unwrap_or_else(|e| panic!("{}: {e}", source.display()));
@@ -106,7 +106,7 @@ impl Loaded {
 
     fn save_tf(&self, dir: &Path, class: &str) {
         match self {
-            Loaded::Head(h) => match h {
+            Loaded::Head(h) => match h.as_ref() {
                 AnyHead::MaskedLm(m) => m.save_pretrained_as(dir, WeightsFormat::TensorFlow),
                 AnyHead::SequenceClassification(m) => {
                     m.save_pretrained_as(dir, WeightsFormat::TensorFlow)
