@@ -1,4 +1,4 @@
-include!("../build-support/torch_link.rs");
+use convbert_build::emit_torch_link_args;
 
 fn main() {
     // Exported by convbert-model's build script (`links = "convbert_libtorch"`).

@@ -1,4 +1,4 @@
-include!("../build-support/torch_link.rs");
+use convbert_build::emit_torch_link_args;
 
 fn main() {
     // Set by torch-sys (`links = "tch"`): the libtorch it compiled and linked against.

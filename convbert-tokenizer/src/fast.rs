@@ -78,7 +78,9 @@ impl ConvBertTokenizerFast {
         Self::new(Vocab::from_file(path)?, config)
     }
 
-    /// bert-base-uncased with HF defaults, from the embedded vocabulary.
+    /// bert-base-uncased with HF defaults, from the embedded vocabulary (cargo feature
+    /// `embedded-vocab`, on by default).
+    #[cfg(feature = "embedded-vocab")]
     pub fn bert_base_uncased() -> Result<Self> {
         Self::new(Vocab::bert_base_uncased()?, TokenizerConfig::default())
     }

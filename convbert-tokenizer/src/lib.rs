@@ -44,3 +44,8 @@ pub use error::{Result, TokenizerError};
 pub use fast::ConvBertTokenizerFast;
 pub use tokenizer::ConvBertTokenizer;
 pub use vocab::Vocab;
+
+/// The README's example, run as a doctest (it needs the embedded vocabulary).
+#[cfg(all(doctest, feature = "embedded-vocab"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -81,7 +81,9 @@ impl ConvBertTokenizer {
         Self::new(vocab, config)
     }
 
-    /// bert-base-uncased with HF defaults, from the vocabulary embedded in the crate.
+    /// bert-base-uncased with HF defaults, from the vocabulary embedded in the crate (cargo
+    /// feature `embedded-vocab`, on by default).
+    #[cfg(feature = "embedded-vocab")]
     pub fn bert_base_uncased() -> Result<Self> {
         Self::new(Vocab::bert_base_uncased()?, TokenizerConfig::default())
     }

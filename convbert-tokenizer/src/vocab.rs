@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// The bert-base-uncased `vocab.txt` (30522 lines), compiled into the crate.
-pub(crate) static BERT_BASE_UNCASED: &[u8] =
-    include_bytes!("../../fixtures/data/bert-base-uncased-vocab.txt");
+#[cfg(feature = "embedded-vocab")]
+pub(crate) static BERT_BASE_UNCASED: &[u8] = include_bytes!("../data/bert-base-uncased-vocab.txt");
 
 /// Token <-> id maps. A token listed twice keeps its last line, so ids may have holes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,7 +78,8 @@ impl Vocab {
         })
     }
 
-    /// The embedded bert-base-uncased vocabulary.
+    /// The embedded bert-base-uncased vocabulary (cargo feature `embedded-vocab`, on by default).
+    #[cfg(feature = "embedded-vocab")]
     pub fn bert_base_uncased() -> Result<Self> {
         Self::from_bytes(BERT_BASE_UNCASED)
     }
@@ -156,6 +157,7 @@ mod tests {
         Ok(())
     }
 
+    #[cfg(feature = "embedded-vocab")]
     #[test]
     fn embedded_vocab() -> Result<()> {
         let v = Vocab::bert_base_uncased()?;

@@ -1,0 +1,64 @@
+//! Build-script helper shared by every ConvBERT crate whose binaries link libtorch (a
+//! `[build-dependencies]` crate, so each crate packages on its own).
+//!
+//! Two linker facts this fixes, so tests and binaries run without a hand-set `LD_LIBRARY_PATH`:
+//! * torch-sys links libtorch dynamically but sets no rpath on the final binary;
+//! * rustc links with `--as-needed`, which drops `libtorch_cuda.so` (nothing references its symbols
+//!   directly), and then CUDA is silently unavailable. `--no-as-needed` keeps it.
+
+use std::path::Path;
+
+/// Emits the link arguments for the binaries, tests and benches of the calling package: an rpath
+/// to `libtorch_lib` and, when `libtorch_cuda.so` is there, `--no-as-needed -ltorch_cuda`.
+/// Call it from a build script (it prints `cargo:` directives on stdout).
+pub fn emit_torch_link_args(libtorch_lib: &str) {
+    for arg in torch_link_args(Path::new(libtorch_lib)) {
+        println!("cargo:rustc-link-arg={arg}");
+    }
+}
+
+/// The linker arguments [`emit_torch_link_args`] emits, in order.
+pub fn torch_link_args(lib: &Path) -> Vec<String> {
+    let mut args = vec![format!("-Wl,-rpath,{}", lib.display())];
+    if lib.join("libtorch_cuda.so").exists() {
+        args.extend([
+            "-Wl,--no-as-needed".to_string(),
+            format!("-L{}", lib.display()),
+            "-ltorch_cuda".to_string(),
+            "-Wl,--as-needed".to_string(),
+        ]);
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rpath_only_without_cuda() {
+        let dir = std::env::temp_dir().join(format!("convbert-build-cpu-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(torch_link_args(&dir), [format!("-Wl,-rpath,{}", dir.display())]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn cuda_library_is_kept_with_no_as_needed() {
+        let dir = std::env::temp_dir().join(format!("convbert-build-cuda-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("libtorch_cuda.so"), b"").unwrap();
+        let d = dir.display();
+        assert_eq!(
+            torch_link_args(&dir),
+            [
+                format!("-Wl,-rpath,{d}"),
+                "-Wl,--no-as-needed".to_string(),
+                format!("-L{d}"),
+                "-ltorch_cuda".to_string(),
+                "-Wl,--as-needed".to_string(),
+            ]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
