@@ -7,3 +7,10 @@ cd "$(dirname "$0")/.."
 # too; without it those checks are skipped and our own loader checks them alone.
 . scripts/tf-env.sh || echo "warning: no TensorFlow venv: tf_model.h5 exports are not checked by HF's TF loader" >&2
 cargo test --workspace --release "$@"
+# Packaging (see docs/packaging.md): the tokenizer builds and tests without its embedded vocabulary,
+# and builds from its own package as crates.io would; the libtorch crates depend on unpublished
+# workspace crates, so they are packaged together (a local overlay registry) without the verify
+# build, which would rebuild torch-sys.
+cargo test --release -p convbert-tokenizer --no-default-features --lib --tests
+cargo publish --dry-run --allow-dirty -p convbert-tokenizer
+cargo package --allow-dirty --no-verify --workspace --exclude convbert-testing
