@@ -131,8 +131,8 @@ impl Tok {
 
     fn tokens(&self, ids: &[u32]) -> Vec<String> {
         match self {
-            Tok::Slow(t) => t.convert_ids_to_tokens(ids, false),
-            Tok::Fast(t) => t.convert_ids_to_tokens(ids),
+            Tok::Slow(t) => t.convert_ids_to_tokens(ids, convbert_tokenizer::SpecialTokens::Keep),
+            Tok::Fast(t) => t.convert_ids_to_tokens(ids, convbert_tokenizer::SpecialTokens::Keep),
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use convbert_tokenizer::{clean_up_tokenization, ConvBertTokenizerFast, TokenizerConfig};
+use convbert_tokenizer::{clean_up_tokenization, ConvBertTokenizerFast};
 use serde_json::Value;
 use tokenizers::{
     Decoder, EncodeInput, Encoding, PostProcessor, Tokenizer, TruncationDirection,
@@ -50,37 +50,25 @@ fn read_json(path: &Path) -> Result<Option<Value>> {
         .map_err(|e| PipelineError::Tokenizer(format!("{}: {e}", path.display())))
 }
 
-/// The constructor options of tokenizer_config.json that shape the fast pipeline.
-fn tokenizer_config(config: &Value) -> TokenizerConfig {
-    let defaults = TokenizerConfig::default();
-    TokenizerConfig {
-        do_lower_case: config["do_lower_case"]
-            .as_bool()
-            .unwrap_or(defaults.do_lower_case),
-        tokenize_chinese_chars: config["tokenize_chinese_chars"]
-            .as_bool()
-            .unwrap_or(defaults.tokenize_chinese_chars),
-        strip_accents: config["strip_accents"].as_bool(),
-        ..defaults
-    }
-}
-
 impl TextTokenizer {
-    /// Loads `dir/tokenizer.json`, else builds the tokenizer from `dir/vocab.txt` (options from
-    /// `tokenizer_config.json`), else uses the embedded bert-base-uncased vocabulary.
+    /// Loads `dir` as HF's `AutoTokenizer.from_pretrained(dir)` does
+    /// ([`ConvBertTokenizerFast::from_pretrained`]: `tokenizer.json`, else `vocab.txt`, with
+    /// `tokenizer_config.json`, `special_tokens_map.json` and added tokens); a directory with
+    /// neither vocabulary file gets the embedded bert-base-uncased vocabulary.
     pub fn from_dir(dir: &Path) -> Result<Self> {
-        let config = read_json(&dir.join("tokenizer_config.json"))?.unwrap_or(Value::Null);
-        let json = dir.join("tokenizer.json");
-        let vocab = dir.join("vocab.txt");
-        let fast = if json.is_file() {
-            ConvBertTokenizerFast::from_tokenizer_json(&json)
-        } else if vocab.is_file() {
-            ConvBertTokenizerFast::from_vocab_file(&vocab, tokenizer_config(&config))
-        } else {
-            ConvBertTokenizerFast::bert_base_uncased()
+        if !dir.join("tokenizer.json").is_file() && !dir.join("vocab.txt").is_file() {
+            let config = read_json(&dir.join("tokenizer_config.json"))?.unwrap_or(Value::Null);
+            let fast =
+                ConvBertTokenizerFast::bert_base_uncased().map_err(PipelineError::tokenizer)?;
+            return Self::new(fast.backend().clone(), &config);
         }
-        .map_err(PipelineError::tokenizer)?;
-        Self::new(fast.backend().clone(), &config)
+        let fast = ConvBertTokenizerFast::from_pretrained(dir).map_err(PipelineError::tokenizer)?;
+        let config = fast.config();
+        let options = serde_json::json!({
+            "clean_up_tokenization_spaces": config.clean_up_tokenization_spaces,
+        });
+        Ok(Self::new(fast.backend().clone(), &options)?
+            .with_model_max_length(config.model_max_length))
     }
 
     /// Wraps a `tokenizers::Tokenizer`; `config` is the tokenizer_config.json content (or null).

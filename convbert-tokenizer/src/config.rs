@@ -29,6 +29,8 @@ pub struct TokenizerConfig {
     pub model_max_length: Option<usize>,
     /// Default of `clean_up_tokenization_spaces` in decode (true for BERT in v4).
     pub clean_up_tokenization_spaces: bool,
+    /// Special tokens beyond the five (`additional_special_tokens`), e.g. `<ent>`.
+    pub additional_special_tokens: Vec<String>,
 }
 
 impl Default for TokenizerConfig {
@@ -47,6 +49,7 @@ impl Default for TokenizerConfig {
             max_input_chars_per_word: 100,
             model_max_length: None,
             clean_up_tokenization_spaces: true,
+            additional_special_tokens: Vec::new(),
         }
     }
 }
@@ -55,6 +58,13 @@ impl TokenizerConfig {
     /// Whether accents are stripped (`strip_accents`, or `do_lower_case` when unset).
     pub(crate) fn strips_accents(&self) -> bool {
         self.strip_accents.unwrap_or(self.do_lower_case)
+    }
+
+    /// HF's `all_special_tokens`: the five, then `additional_special_tokens`.
+    pub(crate) fn all_special_tokens(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self.special_tokens().to_vec();
+        out.extend(self.additional_special_tokens.iter().map(String::as_str));
+        out
     }
 
     /// The five special tokens in HF's `all_special_tokens` order.

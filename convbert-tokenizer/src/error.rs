@@ -26,6 +26,18 @@ pub enum TokenizerError {
     /// Options that the reference rejects with a `ValueError` (or a panic in the Rust backend).
     #[error("invalid options: {0}")]
     Options(String),
+    /// A checkpoint file (`tokenizer_config.json`, `special_tokens_map.json`, `added_tokens.json`)
+    /// that is not valid JSON or has a field of the wrong type.
+    #[error("{path}: {reason}")]
+    File {
+        /// The file involved.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A checkpoint directory with neither `tokenizer.json` nor `vocab.txt`.
+    #[error("{0}: no vocab.txt or tokenizer.json")]
+    MissingVocab(PathBuf),
     /// An error reported by the `tokenizers` crate.
     #[error("tokenizers: {0}")]
     Backend(String),

@@ -2,6 +2,8 @@
 //! transformers 4.57.6 drives tokenizers 0.22), with transformers' option handling on top.
 //! Offsets are character offsets (`encode_char_offsets`), like Python's `offset_mapping`.
 
+use crate::added_token::AddedToken;
+use crate::api::{as_special, DecodeOptions, SpecialTokens};
 use crate::config::TokenizerConfig;
 use crate::decode::clean_up_tokenization;
 use crate::encoding::{EncodeOptions, Encoding, PaddingStrategy, Side, TruncationStrategy};
@@ -10,6 +12,7 @@ use crate::options::resolve;
 use crate::post_processor::SpecialIds;
 use crate::vocab::Vocab;
 use rayon::prelude::*;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use tokenizers::utils::padding::{
@@ -24,6 +27,10 @@ use tokenizers::{PostProcessor, Tokenizer};
 pub type Offsets = Vec<(usize, usize)>;
 
 /// The HF fast tokenizer (`tokenizers` crate) with the same API as [`crate::ConvBertTokenizer`].
+///
+/// Added tokens are the `tokenizers` crate's own (`AddedVocabulary`), as in Python: a normalised
+/// token keeps its spelling (`ConvBERT` decodes as `ConvBERT`) and matches the normalised text;
+/// special and `normalized=false` tokens match the raw text, case-sensitively.
 #[derive(Clone)]
 pub struct ConvBertTokenizerFast {
     inner: Tokenizer,
@@ -47,15 +54,239 @@ fn backend(e: impl std::fmt::Display) -> TokenizerError {
 impl ConvBertTokenizerFast {
     /// Builds the pipeline `BertConverter` would build for `vocab` and `config`.
     pub fn new(vocab: Vocab, config: TokenizerConfig) -> Result<Self> {
+        Self::with_added_tokens(vocab, config, BTreeMap::new())
+    }
+
+    /// Builds the pipeline, then adds `added_tokens_decoder` (id → token) in id order and the
+    /// additional special tokens, as the fast `__init__` does after converting the vocabulary.
+    pub fn with_added_tokens(
+        vocab: Vocab,
+        config: TokenizerConfig,
+        added_tokens_decoder: BTreeMap<u32, AddedToken>,
+    ) -> Result<Self> {
         let specials = SpecialIds::resolve(&vocab, &config)?;
         let json = crate::tokenizer_json::build(&vocab, &config, &specials);
         let inner = Tokenizer::from_str(&json.to_string()).map_err(backend)?;
-        Ok(Self {
+        let mut tok = Self {
             inner,
             vocab,
             config,
             specials,
-        })
+        };
+        tok.add_missing(added_tokens_decoder);
+        Ok(tok)
+    }
+
+    /// Adds the tokens the backend does not have yet (by content), in id order, then the
+    /// additional special tokens.
+    fn add_missing(&mut self, added: BTreeMap<u32, AddedToken>) {
+        let specials: Vec<String> = self
+            .config
+            .all_special_tokens()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let mut have: std::collections::HashSet<String> = self
+            .inner
+            .get_added_tokens_decoder()
+            .into_values()
+            .map(|t| t.content)
+            .collect();
+        let mut todo: Vec<AddedToken> = added.into_values().collect();
+        todo.extend(specials.iter().map(|s| AddedToken::special(s.clone())));
+        for mut t in todo {
+            if !have.insert(t.content.clone()) {
+                continue;
+            }
+            t.special = t.special || specials.contains(&t.content);
+            self.inner.add_tokens(&[t.to_backend()]);
+        }
+    }
+
+    /// Loads a checkpoint directory as `ConvBertTokenizerFast.from_pretrained(dir)` (what
+    /// `AutoTokenizer` gives): `tokenizer.json` when present, with the normaliser options of
+    /// `tokenizer_config.json` (HF's defaults when absent) winning over it, as the Python
+    /// `__init__` rebuilds the normaliser; else the pipeline built from `vocab.txt`. Special tokens
+    /// come from `tokenizer_config.json` / `special_tokens_map.json`, added tokens from the config's
+    /// `added_tokens_decoder` (else `added_tokens.json`) on top of `tokenizer.json`'s.
+    pub fn from_pretrained(dir: impl AsRef<Path>) -> Result<Self> {
+        let p = crate::pretrained::read_dir(dir.as_ref())?;
+        let Some((path, text)) = &p.tokenizer_json else {
+            let vocab = p
+                .vocab_txt
+                .as_ref()
+                .ok_or_else(|| TokenizerError::MissingVocab(dir.as_ref().to_path_buf()))?;
+            return Self::with_added_tokens(Vocab::from_file(vocab)?, p.config.clone(), p.added);
+        };
+        let at = |e: TokenizerError| TokenizerError::File {
+            path: path.clone(),
+            reason: e.to_string(),
+        };
+        let (vocab, json_config) = crate::tokenizer_json::parse(text).map_err(at)?;
+        let config = p.config_over(TokenizerConfig {
+            unk_token: json_config.unk_token.clone(),
+            cls_token: json_config.cls_token.clone(),
+            sep_token: json_config.sep_token.clone(),
+            max_input_chars_per_word: json_config.max_input_chars_per_word,
+            ..TokenizerConfig::default()
+        })?;
+        let mut value: serde_json::Value = serde_json::from_str(text).map_err(|e| at(e.into()))?;
+        if let Some(n) = value.get_mut("normalizer").and_then(|n| n.as_object_mut()) {
+            n.insert("lowercase".into(), config.do_lower_case.into());
+            n.insert("strip_accents".into(), config.strip_accents.into());
+            n.insert(
+                "handle_chinese_chars".into(),
+                config.tokenize_chinese_chars.into(),
+            );
+        }
+        let specials = SpecialIds::resolve(&vocab, &config)?;
+        let inner = Tokenizer::from_str(&value.to_string()).map_err(|e| at(backend(e)))?;
+        let mut tok = Self {
+            inner,
+            vocab,
+            config,
+            specials,
+        };
+        tok.add_missing(p.added);
+        Ok(tok)
+    }
+
+    /// Writes what HF's `save_pretrained` writes for a fast tokenizer: `tokenizer_config.json`,
+    /// `special_tokens_map.json`, `vocab.txt`, `added_tokens.json` (with added tokens beyond the
+    /// vocabulary) and `tokenizer.json`.
+    pub fn save_pretrained(&self, dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
+        let dir = dir.as_ref();
+        let added = self.added_tokens_decoder();
+        let mut out =
+            crate::pretrained::write_configs(dir, &self.config, &added, self.vocab.len())?;
+        out.insert(2, self.vocab.save(dir, None)?.0);
+        let json = dir.join("tokenizer.json");
+        self.save(&json)?;
+        out.push(json);
+        Ok(out)
+    }
+
+    /// Adds normal tokens (`add_tokens`, the backend's `add_tokens`); returns what the backend
+    /// counts, which includes tokens already in the vocabulary (HF's slow tokenizer does not).
+    pub fn add_tokens<T: Into<AddedToken>>(
+        &mut self,
+        tokens: impl IntoIterator<Item = T>,
+    ) -> usize {
+        let tokens: Vec<tokenizers::AddedToken> = tokens
+            .into_iter()
+            .map(|t| t.into().to_backend())
+            .filter(|t| !t.content.is_empty())
+            .collect();
+        self.inner.add_tokens(&tokens)
+    }
+
+    /// Adds special tokens (HF `add_special_tokens({"additional_special_tokens": [...]})`, appended
+    /// to `additional_special_tokens`). Strings get `normalized=false`.
+    pub fn add_special_tokens<T: Into<AddedToken>>(
+        &mut self,
+        tokens: impl IntoIterator<Item = T>,
+    ) -> usize {
+        let tokens: Vec<AddedToken> = tokens
+            .into_iter()
+            .map(|t| as_special(t.into()))
+            .filter(|t| !t.content.is_empty())
+            .collect();
+        for t in &tokens {
+            if !self
+                .config
+                .all_special_tokens()
+                .contains(&t.content.as_str())
+            {
+                self.config
+                    .additional_special_tokens
+                    .push(t.content.clone());
+            }
+        }
+        let backend: Vec<_> = tokens.iter().map(AddedToken::to_backend).collect();
+        self.inner.add_special_tokens(&backend)
+    }
+
+    /// Every added token by id, the special tokens included (`added_tokens_decoder`).
+    pub fn added_tokens_decoder(&self) -> BTreeMap<u32, AddedToken> {
+        self.inner
+            .get_added_tokens_decoder()
+            .iter()
+            .map(|(&id, t)| (id, AddedToken::from_backend(t)))
+            .collect()
+    }
+
+    /// Size of the vocabulary without added tokens (`vocab_size`).
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(false)
+    }
+
+    /// `len(tokenizer)`: the vocabulary plus the added tokens.
+    pub fn len(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// True when the tokenizer has no token at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Token strings of `text` without special tokens (`tokenize`: the encoding's tokens).
+    pub fn tokenize(&self, text: &str) -> Result<Vec<String>> {
+        Ok(self
+            .inner
+            .encode_char_offsets(text, false)
+            .map_err(backend)?
+            .get_tokens()
+            .to_vec())
+    }
+
+    /// The id of `token` (added tokens included).
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// Ids of `tokens`; unknown tokens give the `[UNK]` id.
+    pub fn convert_tokens_to_ids(&self, tokens: &[&str]) -> Vec<u32> {
+        tokens
+            .iter()
+            .map(|t| self.inner.token_to_id(t).unwrap_or(self.specials.unk))
+            .collect()
+    }
+
+    /// `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`.
+    pub fn build_inputs_with_special_tokens(&self, a: &[u32], b: Option<&[u32]>) -> Vec<u32> {
+        self.specials.build_inputs(a, b)
+    }
+
+    /// 1 at special positions; with `already_has_special_tokens`, 1 for every id of
+    /// `all_special_ids` (`[UNK]` and added special tokens included) and `b` must be `None`. The
+    /// flag keeps HF's name and position: it selects a different computation.
+    pub fn get_special_tokens_mask(
+        &self,
+        a: &[u32],
+        b: Option<&[u32]>,
+        already_has_special_tokens: bool,
+    ) -> Result<Vec<u32>> {
+        if already_has_special_tokens && b.is_none() {
+            let all = self.all_special_ids();
+            return Ok(a.iter().map(|id| u32::from(all.contains(id))).collect());
+        }
+        self.specials
+            .special_tokens_mask(a, b, already_has_special_tokens)
+    }
+
+    /// Zeros for `[CLS] a [SEP]`, ones for `b [SEP]`.
+    pub fn create_token_type_ids_from_sequences(&self, a: &[u32], b: Option<&[u32]>) -> Vec<u32> {
+        SpecialIds::type_ids(a, b)
+    }
+
+    /// HF's `all_special_ids`.
+    fn all_special_ids(&self) -> Vec<u32> {
+        self.config
+            .all_special_tokens()
+            .iter()
+            .filter_map(|t| self.inner.token_to_id(t))
+            .collect()
     }
 
     /// Loads a BERT `tokenizer.json`.
@@ -219,27 +450,33 @@ impl ConvBertTokenizerFast {
             .collect())
     }
 
-    /// Decodes with the WordPiece decoder, then Python's cleanup when asked.
-    pub fn decode(
-        &self,
-        ids: &[u32],
-        skip_special_tokens: bool,
-        clean_up_tokenization_spaces: bool,
-    ) -> Result<String> {
+    /// Decodes with the backend (WordPiece decoder, added tokens), then Python's
+    /// `clean_up_tokenization` when asked (the decoder already cleans each token).
+    pub fn decode(&self, ids: &[u32], opts: &DecodeOptions) -> Result<String> {
         let text = self
             .inner
-            .decode(ids, skip_special_tokens)
+            .decode(ids, opts.skip_special_tokens)
             .map_err(backend)?;
-        Ok(if clean_up_tokenization_spaces {
+        let clean = opts
+            .clean_up_tokenization_spaces
+            .unwrap_or(self.config.clean_up_tokenization_spaces);
+        Ok(if clean {
             clean_up_tokenization(&text)
         } else {
             text
         })
     }
 
-    /// Tokens of `ids` (unknown ids are skipped, as the backend does).
-    pub fn convert_ids_to_tokens(&self, ids: &[u32]) -> Vec<String> {
+    /// Tokens of `ids`; unknown ids are skipped (the backend knows no string for them; Python
+    /// returns `None` there).
+    pub fn convert_ids_to_tokens(&self, ids: &[u32], special: SpecialTokens) -> Vec<String> {
+        let skip = if special == SpecialTokens::Skip {
+            self.all_special_ids()
+        } else {
+            Vec::new()
+        };
         ids.iter()
+            .filter(|id| !skip.contains(id))
             .filter_map(|&id| self.inner.id_to_token(id))
             .collect()
     }

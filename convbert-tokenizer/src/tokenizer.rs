@@ -1,6 +1,8 @@
 //! `ConvBertTokenizer`: the standalone (slow-reference) tokenizer and its encode / decode API.
 //! Reference: transformers 4.57.6 `ConvBertTokenizer` and `PreTrainedTokenizerBase.prepare_for_model`.
 
+use crate::added_token::AddedToken;
+use crate::api::{as_special, DecodeOptions, SpecialTokens};
 use crate::basic::{Pipeline, State};
 use crate::config::TokenizerConfig;
 use crate::decode::{clean_up_tokenization, tokens_to_string};
@@ -15,15 +17,23 @@ use crate::vocab::Vocab;
 use crate::wordpiece::WordPiece;
 use rayon::prelude::*;
 use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// BERT WordPiece tokenizer matching Python's slow `ConvBertTokenizer` (transformers 4.57.6).
+///
+/// User-added tokens follow the slow `PreTrainedTokenizer`: with `do_lower_case`, a normalised
+/// added token is stored lowercased (`ConvBERT` is kept as `convbert`, and decodes so); matching
+/// runs on the lowercased text; `lstrip` / `rstrip` / `single_word` as in `tokenize`.
 #[derive(Debug, Clone)]
 pub struct ConvBertTokenizer {
     vocab: Vocab,
     config: TokenizerConfig,
     specials: SpecialIds,
     added: AddedTokens,
+    /// HF's `_added_tokens_decoder` (the special tokens included) and its reverse map.
+    added_decoder: BTreeMap<u32, AddedToken>,
+    added_encoder: HashMap<String, u32>,
     pipeline: Pipeline,
 }
 
@@ -34,14 +44,17 @@ thread_local! {
 impl ConvBertTokenizer {
     /// Builds the tokenizer; every special token of `config` must be in `vocab`.
     pub fn new(vocab: Vocab, config: TokenizerConfig) -> Result<Self> {
+        Self::with_added_tokens(vocab, config, BTreeMap::new())
+    }
+
+    /// Builds the tokenizer with HF's `added_tokens_decoder` (id → token, as read from
+    /// `tokenizer_config.json`); special tokens missing from it are added as HF's `__init__` does.
+    pub fn with_added_tokens(
+        vocab: Vocab,
+        config: TokenizerConfig,
+        added_tokens_decoder: BTreeMap<u32, AddedToken>,
+    ) -> Result<Self> {
         let specials = SpecialIds::resolve(&vocab, &config)?;
-        let added = AddedTokens::new(
-            config
-                .special_tokens()
-                .iter()
-                .filter_map(|t| vocab.token_to_id(t).map(|id| (t.to_string(), id)))
-                .collect(),
-        );
         let never_split = config
             .never_split
             .iter()
@@ -59,13 +72,171 @@ impl ConvBertTokenizer {
             unk_id: specials.unk,
             ascii: Pipeline::ascii_classes(),
         };
-        Ok(Self {
+        let lower = pipeline.lower;
+        let mut tok = Self {
+            added_encoder: added_tokens_decoder
+                .iter()
+                .map(|(&id, t)| (t.content.clone(), id))
+                .collect(),
+            added_decoder: added_tokens_decoder,
             vocab,
             config,
             specials,
-            added,
+            added: AddedTokens::new(Vec::new(), lower),
             pipeline,
-        })
+        };
+        let missing: Vec<AddedToken> = tok
+            .config
+            .all_special_tokens()
+            .into_iter()
+            .filter(|t| !tok.added_encoder.contains_key(*t))
+            .map(AddedToken::special)
+            .collect();
+        tok.add_tokens_impl(missing, true);
+        Ok(tok)
+    }
+
+    /// Loads a checkpoint directory as `ConvBertTokenizer.from_pretrained(dir)`: `vocab.txt` (else
+    /// the vocabulary and normaliser options of `tokenizer.json`), options and special tokens from
+    /// `tokenizer_config.json` and `special_tokens_map.json`, added tokens from the config's
+    /// `added_tokens_decoder` (else `added_tokens.json`, else `tokenizer.json`'s `added_tokens`).
+    pub fn from_pretrained(dir: impl AsRef<Path>) -> Result<Self> {
+        let p = crate::pretrained::read_dir(dir.as_ref())?;
+        match (&p.vocab_txt, &p.tokenizer_json) {
+            (Some(vocab), _) => {
+                Self::with_added_tokens(Vocab::from_file(vocab)?, p.config.clone(), p.added.clone())
+            }
+            (None, Some((_, text))) => {
+                let (vocab, json_config) = crate::tokenizer_json::parse(text)?;
+                let config = p.config_over(json_config)?;
+                let added = if p.added.is_empty() {
+                    crate::tokenizer_json::added_tokens(text)?
+                } else {
+                    p.added.clone()
+                };
+                Self::with_added_tokens(vocab, config, added)
+            }
+            (None, None) => Err(TokenizerError::MissingVocab(dir.as_ref().to_path_buf())),
+        }
+    }
+
+    /// Writes `tokenizer_config.json`, `special_tokens_map.json`, `vocab.txt` and (with added
+    /// tokens beyond the vocabulary) `added_tokens.json` into `dir`, as HF's `save_pretrained`.
+    pub fn save_pretrained(&self, dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
+        let dir = dir.as_ref();
+        let mut out = crate::pretrained::write_configs(
+            dir,
+            &self.config,
+            &self.added_decoder,
+            self.vocab.len(),
+        )?;
+        out.insert(2, self.vocab.save(dir, None)?.0);
+        Ok(out)
+    }
+
+    /// HF `_add_tokens`: ids continue after `len(tokenizer)`; a token already in the vocabulary
+    /// keeps its id (and is not counted). Returns the number of new ids.
+    fn add_tokens_impl(&mut self, tokens: Vec<AddedToken>, special_tokens: bool) -> usize {
+        let mut added = 0;
+        let new_idx = self.len() as u32;
+        for mut token in tokens {
+            if token.content.is_empty() {
+                continue;
+            }
+            // A plain token stands for a Python string: skipped when already added, special
+            // when it is one of the special tokens.
+            if token == AddedToken::new(token.content.clone()) {
+                if self.added_encoder.contains_key(&token.content) {
+                    continue;
+                }
+                let is_special = special_tokens
+                    || self
+                        .config
+                        .all_special_tokens()
+                        .contains(&token.content.as_str());
+                token.special = is_special;
+                token.normalized = !is_special;
+            } else if special_tokens {
+                token.special = true;
+            }
+            if !token.special && token.normalized && self.pipeline.lower {
+                token.content = crate::unicode::py_lower(&token.content);
+            }
+            let existing = self
+                .added_encoder
+                .get(&token.content)
+                .copied()
+                .or_else(|| self.vocab.token_to_id(&token.content));
+            let id = existing.unwrap_or_else(|| {
+                added += 1;
+                new_idx + added - 1
+            });
+            if token.special
+                && !self
+                    .config
+                    .all_special_tokens()
+                    .contains(&token.content.as_str())
+            {
+                self.config
+                    .additional_special_tokens
+                    .push(token.content.clone());
+            }
+            self.added_encoder.insert(token.content.clone(), id);
+            self.added_decoder.insert(id, token);
+        }
+        self.added = AddedTokens::new(
+            self.added_decoder
+                .iter()
+                .map(|(&id, t)| (t.clone(), id))
+                .collect(),
+            self.pipeline.lower,
+        );
+        added as usize
+    }
+
+    /// Adds normal tokens (`add_tokens`), matched before WordPiece; returns how many got new ids.
+    /// Strings get HF's defaults (`normalized=true`: lowercased when the tokenizer lowercases).
+    pub fn add_tokens<T: Into<AddedToken>>(
+        &mut self,
+        tokens: impl IntoIterator<Item = T>,
+    ) -> usize {
+        self.add_tokens_impl(tokens.into_iter().map(Into::into).collect(), false)
+    }
+
+    /// Adds special tokens (HF `add_special_tokens({"additional_special_tokens": [...]})`, appended
+    /// to `additional_special_tokens`): never split, dropped by `decode` with
+    /// `skip_special_tokens`. Strings get `normalized=false`.
+    pub fn add_special_tokens<T: Into<AddedToken>>(
+        &mut self,
+        tokens: impl IntoIterator<Item = T>,
+    ) -> usize {
+        let tokens = tokens.into_iter().map(|t| as_special(t.into())).collect();
+        self.add_tokens_impl(tokens, true)
+    }
+
+    /// Every added token by id, the special tokens included (`added_tokens_decoder`).
+    pub fn added_tokens_decoder(&self) -> BTreeMap<u32, AddedToken> {
+        self.added_decoder.clone()
+    }
+
+    /// Size of the vocabulary without added tokens (`vocab_size`).
+    pub fn vocab_size(&self) -> usize {
+        self.vocab.len()
+    }
+
+    /// `len(tokenizer)`: the vocabulary plus the added tokens that are not in it.
+    pub fn len(&self) -> usize {
+        self.vocab.len()
+            + self
+                .added_encoder
+                .keys()
+                .filter(|t| self.vocab.token_to_id(t).is_none())
+                .count()
+    }
+
+    /// True when the tokenizer has no token at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Loads a `vocab.txt` file.
@@ -112,8 +283,8 @@ impl ConvBertTokenizer {
     }
 
     /// Token ids of `text` without special tokens (`encode(text, add_special_tokens=False)`).
-    pub fn tokenize_ids(&self, text: &str) -> Vec<u32> {
-        self.with_state(|st| self.run(st, text, false).ids)
+    pub fn tokenize_ids(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(self.with_state(|st| self.run(st, text, false).ids))
     }
 
     /// Token ids and character offsets of `text`, without special tokens.
@@ -125,8 +296,8 @@ impl ConvBertTokenizer {
     }
 
     /// Tokens of `text` (`tokenize`).
-    pub fn tokenize(&self, text: &str) -> Vec<String> {
-        self.convert_ids_to_tokens(&self.tokenize_ids(text), false)
+    pub fn tokenize(&self, text: &str) -> Result<Vec<String>> {
+        Ok(self.convert_ids_to_tokens(&self.tokenize_ids(text)?, SpecialTokens::Keep))
     }
 
     /// Encodes one text (`__call__(text)`).
@@ -313,47 +484,101 @@ impl ConvBertTokenizer {
         enc
     }
 
-    /// Decodes ids (`decode`): joins WordPiece tokens, optionally drops special tokens and applies
-    /// `clean_up_tokenization`.
-    pub fn decode(
-        &self,
-        ids: &[u32],
-        skip_special_tokens: bool,
-        clean_up_tokenization_spaces: bool,
-    ) -> String {
-        let specials = self.config.special_tokens();
-        let tokens: Vec<&str> = ids
-            .iter()
-            .filter(|id| !(skip_special_tokens && self.specials.all().contains(id)))
-            .map(|&id| self.vocab.id_to_token(id).unwrap_or(&self.config.unk_token))
-            .filter(|t| !(skip_special_tokens && specials.contains(t)))
-            .collect();
-        let text = tokens_to_string(&tokens);
-        if clean_up_tokenization_spaces {
+    /// Decodes ids (`decode`, i.e. `_decode` of the slow tokenizer): WordPiece tokens joined,
+    /// added non-special tokens (and added special tokens beyond the vocabulary) kept as separate
+    /// pieces, special tokens dropped when asked, then `clean_up_tokenization` when asked.
+    pub fn decode(&self, ids: &[u32], opts: &DecodeOptions) -> Result<String> {
+        let skip = if opts.skip_special_tokens {
+            SpecialTokens::Skip
+        } else {
+            SpecialTokens::Keep
+        };
+        let tokens = self.convert_ids_to_tokens(ids, skip);
+        let specials = self.config.all_special_tokens();
+        let vocab_size = self.vocab.len() as u32;
+        let legacy = |t: &str| {
+            self.added_encoder.get(t).is_some_and(|&id| {
+                !specials.contains(&t)
+                    || (self.config.additional_special_tokens.iter().any(|a| a == t)
+                        && id >= vocab_size)
+            })
+        };
+        let mut sub_texts: Vec<String> = Vec::new();
+        let mut current: Vec<&str> = Vec::new();
+        for t in &tokens {
+            if opts.skip_special_tokens && specials.contains(&t.as_str()) {
+                continue;
+            }
+            if legacy(t) {
+                if !current.is_empty() {
+                    let s = tokens_to_string(&current);
+                    if !s.is_empty() {
+                        sub_texts.push(s);
+                    }
+                    current.clear();
+                }
+                sub_texts.push(t.clone());
+            } else {
+                current.push(t);
+            }
+        }
+        if !current.is_empty() {
+            sub_texts.push(tokens_to_string(&current));
+        }
+        let text = sub_texts.join(" ");
+        let clean = opts
+            .clean_up_tokenization_spaces
+            .unwrap_or(self.config.clean_up_tokenization_spaces);
+        Ok(if clean {
             clean_up_tokenization(&text)
         } else {
             text
-        }
+        })
     }
 
-    /// Tokens of `ids`; unknown ids give the `[UNK]` string.
-    pub fn convert_ids_to_tokens(&self, ids: &[u32], skip_special_tokens: bool) -> Vec<String> {
+    /// Tokens of `ids` (added tokens included); unknown ids give the `[UNK]` string.
+    pub fn convert_ids_to_tokens(&self, ids: &[u32], special: SpecialTokens) -> Vec<String> {
+        let skip = special == SpecialTokens::Skip;
+        let special_ids: Vec<u32> = if skip {
+            self.all_special_ids()
+        } else {
+            Vec::new()
+        };
         ids.iter()
-            .filter(|id| !(skip_special_tokens && self.specials.all().contains(id)))
-            .map(|&id| {
-                self.vocab
+            .filter(|id| !special_ids.contains(id))
+            .map(|&id| match self.added_decoder.get(&id) {
+                Some(t) => t.content.clone(),
+                None => self
+                    .vocab
                     .id_to_token(id)
                     .unwrap_or(&self.config.unk_token)
-                    .to_string()
+                    .to_string(),
             })
             .collect()
+    }
+
+    /// HF's `all_special_ids`: ids of the five special tokens and the additional ones.
+    fn all_special_ids(&self) -> Vec<u32> {
+        self.config
+            .all_special_tokens()
+            .iter()
+            .filter_map(|t| self.token_to_id(t))
+            .collect()
+    }
+
+    /// The id of `token` (added tokens first, then the vocabulary).
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.added_encoder
+            .get(token)
+            .copied()
+            .or_else(|| self.vocab.token_to_id(token))
     }
 
     /// Ids of `tokens`; unknown tokens give the `[UNK]` id.
     pub fn convert_tokens_to_ids(&self, tokens: &[&str]) -> Vec<u32> {
         tokens
             .iter()
-            .map(|t| self.vocab.token_to_id(t).unwrap_or(self.specials.unk))
+            .map(|t| self.token_to_id(t).unwrap_or(self.specials.unk))
             .collect()
     }
 
@@ -363,13 +588,19 @@ impl ConvBertTokenizer {
     }
 
     /// 1 at special positions; with `already_has_special_tokens`, 1 for every special id
-    /// (`[UNK]` included) and `b` must be `None`.
+    /// (`[UNK]` included) and `b` must be `None`. The flag keeps HF's name and position: it
+    /// selects a different computation (look at the ids instead of their positions), and code
+    /// ported from Python reads the same.
     pub fn get_special_tokens_mask(
         &self,
         a: &[u32],
         b: Option<&[u32]>,
         already_has_special_tokens: bool,
     ) -> Result<Vec<u32>> {
+        if already_has_special_tokens && b.is_none() {
+            let all = self.all_special_ids();
+            return Ok(a.iter().map(|id| u32::from(all.contains(id))).collect());
+        }
         self.specials
             .special_tokens_mask(a, b, already_has_special_tokens)
     }
@@ -390,7 +621,12 @@ impl ConvBertTokenizer {
 
     /// Writes the equivalent `tokenizer.json`, loadable by HF `ConvBertTokenizerFast`.
     pub fn save_tokenizer_json(&self, path: impl AsRef<Path>) -> Result<()> {
-        crate::fast::ConvBertTokenizerFast::new(self.vocab.clone(), self.config.clone())?.save(path)
+        crate::fast::ConvBertTokenizerFast::with_added_tokens(
+            self.vocab.clone(),
+            self.config.clone(),
+            self.added_decoder.clone(),
+        )?
+        .save(path)
     }
 }
 

@@ -2,6 +2,7 @@
 //! BertPreTokenizer, WordPiece, TemplateProcessing, WordPiece decoder), and parsed back into a
 //! vocabulary plus options. Anything that is not a BERT WordPiece pipeline is a typed error.
 
+use crate::added_token::AddedToken;
 use crate::config::TokenizerConfig;
 use crate::error::{Result, TokenizerError};
 use crate::post_processor::SpecialIds;
@@ -72,6 +73,27 @@ fn opt_bool(v: &Value, key: &str, default: bool) -> Result<bool> {
         Some(Value::Bool(b)) => Ok(*b),
         Some(_) => Err(bad(format!("normalizer.{key} is not a boolean"))),
     }
+}
+
+/// The `added_tokens` of a `tokenizer.json`, by id.
+pub(crate) fn added_tokens(text: &str) -> Result<std::collections::BTreeMap<u32, AddedToken>> {
+    let v: Value = serde_json::from_str(text)?;
+    let mut out = std::collections::BTreeMap::new();
+    for t in v
+        .get("added_tokens")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let id = t
+            .get("id")
+            .and_then(Value::as_u64)
+            .and_then(|i| u32::try_from(i).ok())
+            .ok_or_else(|| bad("added_tokens: an entry without an id"))?;
+        let token: AddedToken = serde_json::from_value(t.clone())?;
+        out.insert(id, token);
+    }
+    Ok(out)
 }
 
 /// Reads the vocabulary and options of a BERT `tokenizer.json`.

@@ -118,6 +118,15 @@ fn lower_entry(cp: u32) -> Option<Lower> {
         .map(|i| Lower::Many(t::LOWER_MULTI[i].1))
 }
 
+/// Python's `s.lower()`, char by char (without the final-sigma context rule).
+pub(crate) fn py_lower(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        push_lower(c, &mut out);
+    }
+    out
+}
+
 /// Appends Python's `chr(c).lower()` to `out`.
 #[inline]
 pub(crate) fn push_lower(c: char, out: &mut String) {

@@ -188,18 +188,18 @@ fn decode_goldens() {
         let ids = u32s(&row["ids"]);
         let skip = row["skip_special_tokens"].as_bool().expect("bool");
         let clean = row["clean_up_tokenization_spaces"].as_bool().expect("bool");
-        let got = slow.decode(&ids, skip, clean);
+        let got = slow.decode(&ids, &convbert_tokenizer::DecodeOptions { skip_special_tokens: skip, clean_up_tokenization_spaces: Some(clean) }).expect("decode");
         rs.check(row["slow"] == json!(got), || {
             format!("{ids:?} python {} ours {got:?}", row["slow"])
         });
         if let Some(want) = row.get("fast") {
-            let got = fast.decode(&ids, skip, clean).expect("decode");
+            let got = fast.decode(&ids, &convbert_tokenizer::DecodeOptions { skip_special_tokens: skip, clean_up_tokenization_spaces: Some(clean) }).expect("decode");
             rf.check(want == &json!(got), || {
                 format!("{ids:?} python {want} ours {got:?}")
             });
         }
         if let Some(tokens) = row.get("slow_tokens") {
-            let got = slow.convert_ids_to_tokens(&ids, false);
+            let got = slow.convert_ids_to_tokens(&ids, convbert_tokenizer::SpecialTokens::Keep);
             rs.check(tokens == &json!(got), || {
                 format!("{ids:?} python {tokens} ours {got:?}")
             });
@@ -280,7 +280,7 @@ fn tokenizer_json_matches_python() -> convbert_tokenizer::Result<()> {
     let slow = convbert_tokenizer::ConvBertTokenizer::from_tokenizer_json(&path)?;
     let fast2 = convbert_tokenizer::ConvBertTokenizerFast::from_tokenizer_json(&path)?;
     let text = "Hello, world! unaffable café 中文";
-    assert_eq!(slow.tokenize_ids(text), fast2.tokenize_ids(text)?);
+    assert_eq!(slow.tokenize_ids(text)?, fast2.tokenize_ids(text)?);
     assert_eq!(pairs(&json!([[0, 1]])), vec![(0, 1)]);
     Ok(())
 }

@@ -231,7 +231,7 @@ fn masked_lm_reads_non_blank_lines_with_word_starts() {
     assert!(data.examples.iter().all(|e| e.target == Target::Masked));
     // "unbelievably" is several pieces: only the first starts a word.
     let tok = ConvBertTokenizer::bert_base_uncased().expect("tokenizer");
-    let pieces = tok.tokenize("unbelievably").len();
+    let pieces = tok.tokenize("unbelievably").expect("tokenize").len();
     assert!(pieces > 1);
     let starts = &data.examples[1].inputs[0].word_start;
     assert_eq!(

@@ -83,7 +83,7 @@ pub fn read_squad(
     for paragraph in squad.data.iter().flat_map(|a| &a.paragraphs) {
         let (ctx_ids, ctx_offsets) = tokenizer.tokenize_with_offsets(&paragraph.context);
         for q in &paragraph.qas {
-            let mut q_ids = tokenizer.tokenize_ids(&q.question);
+            let mut q_ids = tokenizer.tokenize_ids(&q.question)?;
             q_ids.truncate(MAX_QUERY);
             let avail = options.max_length.saturating_sub(q_ids.len() + 3);
             if avail == 0 {

@@ -55,7 +55,7 @@ pub fn read_token_classification(
         let (mut ids, mut labels, mut starts) = (vec![cls], vec![IGNORE], vec![true]);
         for (word, tag) in r.tokens.iter().zip(&r.tags) {
             let tag = label_index(&names, tag, path, *line)?;
-            for (k, id) in tokenizer.tokenize_ids(word).into_iter().enumerate() {
+            for (k, id) in tokenizer.tokenize_ids(word)?.into_iter().enumerate() {
                 if ids.len() > budget {
                     break;
                 }
