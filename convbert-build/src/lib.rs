@@ -39,7 +39,10 @@ mod tests {
     fn rpath_only_without_cuda() {
         let dir = std::env::temp_dir().join(format!("convbert-build-cpu-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        assert_eq!(torch_link_args(&dir), [format!("-Wl,-rpath,{}", dir.display())]);
+        assert_eq!(
+            torch_link_args(&dir),
+            [format!("-Wl,-rpath,{}", dir.display())]
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
