@@ -62,6 +62,17 @@ pub enum ConvBertError {
         searched: Vec<PathBuf>,
     },
 
+    /// A model file could not be downloaded from the Hugging Face Hub: the HTTP status when the
+    /// server answered one, and what it means in plain words.
+    #[error("cannot download {file} of {model_id} from {url}: {reason}")]
+    Download {
+        model_id: String,
+        file: String,
+        url: String,
+        status: Option<u16>,
+        reason: String,
+    },
+
     /// A file could not be read or written.
     #[error("I/O error on {path}: {source}")]
     Io {

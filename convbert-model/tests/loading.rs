@@ -281,6 +281,8 @@ fn model_ids_resolve_from_the_local_hf_cache_only() {
         std::fs::copy(checkpoint_dir("base").join(f), snapshot.join(f)).unwrap();
     }
     std::env::set_var("HF_HUB_CACHE", &root);
+    // Offline: an id missing from the cache is not looked for on the Hub (tests/hub_download.rs).
+    std::env::set_var("HF_HUB_OFFLINE", "1");
     assert_eq!(
         convbert_model::hub::resolve("Org/tiny-convbert", None).unwrap(),
         snapshot
@@ -298,4 +300,5 @@ fn model_ids_resolve_from_the_local_hf_cache_only() {
         other => panic!("expected NotFound, got {:?}", other.err()),
     }
     std::env::remove_var("HF_HUB_CACHE");
+    std::env::remove_var("HF_HUB_OFFLINE");
 }

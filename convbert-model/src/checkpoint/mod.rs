@@ -357,7 +357,8 @@ pub fn save_safetensors(vs: &VarStore, path: impl AsRef<Path>) -> Result<()> {
 
 /// A checkpoint directory: `name_or_dir` itself when it is a directory, the directory of a
 /// weights file (`model.safetensors`, `tf_model.h5`, a TF1 `.index` or prefix, …), else an HF
-/// model id (`Org/Name`) resolved in the local HF cache, without network.
+/// model id (`Org/Name`) resolved in the local HF cache, downloaded from the Hub when missing
+/// there (see [`crate::hub::resolve_with`]; HF's environment variables, `HF_HUB_OFFLINE` too).
 pub fn locate(name_or_dir: &Path) -> Result<PathBuf> {
     if name_or_dir.is_dir() {
         return Ok(name_or_dir.to_path_buf());
@@ -369,7 +370,8 @@ pub fn locate(name_or_dir: &Path) -> Result<PathBuf> {
         });
     }
     let id = name_or_dir.to_string_lossy();
-    crate::hub::resolve(&id, None).map_err(|e| match e {
+    let options = crate::hub::HubOptions::from_env();
+    crate::hub::resolve_with(&options, &id, None).map_err(|e| match e {
         ConvBertError::NotFound { what, mut searched } => {
             searched.insert(0, name_or_dir.to_path_buf());
             ConvBertError::NotFound {
@@ -377,6 +379,19 @@ pub fn locate(name_or_dir: &Path) -> Result<PathBuf> {
                 searched,
             }
         }
+        ConvBertError::Download {
+            model_id,
+            file,
+            url,
+            status,
+            reason,
+        } => ConvBertError::Download {
+            reason: format!("{reason} (nor is {id:?} a local directory)"),
+            model_id,
+            file,
+            url,
+            status,
+        },
         other => other,
     })
 }
