@@ -3,37 +3,17 @@
 //! inputs from arguments, a file or stdin (one input per line), writing JSON Lines, the progress
 //! bar, and the error type with its exit codes (2 usage, 1 anything else).
 
-use std::io::{BufWriter, IsTerminal, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use convbert_pipelines::{PipelineError, PipelineOptions, Truncation, TruncationSide};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tch::{Device, Kind};
 
 pub use crate::lines::{Line, LineReader};
-pub use crate::output::{write_error, Output, OutputFile};
-
-/// A failure of a subcommand; `Usage` exits with 2, `Failed` with 1.
-#[derive(Debug)]
-pub enum CliError {
-    /// Bad arguments or option values.
-    Usage(String),
-    /// Anything else (I/O, model, some bad input lines).
-    Failed(String),
-    /// Some input lines failed, each already reported on stderr: exit 1 with nothing more.
-    Reported,
-    /// The reader of stdout went away (`| head`): stop quietly, exit 0.
-    Closed,
-}
-
-impl CliError {
-    pub fn failed(e: impl std::fmt::Display) -> Self {
-        CliError::Failed(e.to_string())
-    }
-}
+pub use crate::output::{Output, OutputFile};
+pub use crate::report::{exit_code, progress, say, write_error, CliError, CliResult};
 
 impl From<convbert_pipelines::PipelineError> for CliError {
     fn from(e: convbert_pipelines::PipelineError) -> Self {
@@ -42,26 +22,6 @@ impl From<convbert_pipelines::PipelineError> for CliError {
             other => CliError::Failed(other.to_string()),
         }
     }
-}
-
-pub type CliResult<T = ()> = Result<T, CliError>;
-
-/// The process exit code of a finished subcommand: 0 (also when stdout was closed early); 2 for
-/// a usage error, 1 for any other, each with its one line on stderr.
-pub fn exit_code(result: CliResult) -> ExitCode {
-    let (code, message) = match result {
-        Ok(()) | Err(CliError::Closed) => return ExitCode::SUCCESS,
-        Err(CliError::Reported) => return ExitCode::from(1),
-        Err(CliError::Usage(m)) => (2, m),
-        Err(CliError::Failed(m)) => (1, m),
-    };
-    say(format_args!("error: {message}"));
-    ExitCode::from(code)
-}
-
-/// One line on stderr; a closed stderr (`2>&1 | head`) is ignored instead of a panic.
-pub fn say(line: std::fmt::Arguments) {
-    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// Weight and compute dtype.
@@ -294,25 +254,6 @@ impl JsonlSink {
             ))),
         }
     }
-}
-
-/// A progress bar with throughput on stderr, only when stderr is a terminal; its length is the
-/// number of inputs when known (arguments), else it counts up.
-pub fn progress(total: Option<usize>) -> Option<ProgressBar> {
-    if total.is_some_and(|n| n < 64) || !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let (bar, template) = match total {
-        Some(n) => (
-            ProgressBar::new(n as u64),
-            "{bar:40} {pos}/{len} inputs  {per_sec}  eta {eta}",
-        ),
-        None => (ProgressBar::no_length(), "{pos} inputs  {per_sec}"),
-    };
-    if let Ok(style) = ProgressStyle::with_template(template) {
-        bar.set_style(style);
-    }
-    Some(bar)
 }
 
 /// Inputs per pipeline call, so the progress bar moves while results stream out.

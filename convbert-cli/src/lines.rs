@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
-use crate::common::{CliError, CliResult};
+use crate::report::{CliError, CliResult};
 
 /// One input with its 1-based line number (argument position for arguments).
 pub struct Line {

@@ -3,19 +3,10 @@
 //! its reader (`| head`) ends a command quietly.
 
 use std::fs::File;
-use std::io::{BufWriter, ErrorKind, Stdout, Write};
+use std::io::{BufWriter, Stdout, Write};
 use std::path::{Path, PathBuf};
 
-use crate::common::{CliError, CliResult};
-
-/// A write error: the reader of stdout went away ([`CliError::Closed`]), or a failure.
-pub fn write_error(e: std::io::Error, what: &str) -> CliError {
-    if e.kind() == ErrorKind::BrokenPipe {
-        CliError::Closed
-    } else {
-        CliError::Failed(format!("cannot write {what}: {e}"))
-    }
-}
+use crate::report::{write_error, CliError, CliResult};
 
 /// A file written whole or not at all: the bytes go to a temporary file next to the target,
 /// which [`OutputFile::commit`] syncs and renames over it, so a crash at any point leaves the

@@ -10,8 +10,9 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::common::{exit_code, progress, say, write_error, CliError};
 use crate::lines::{count_lines, BadLine, LineReader};
+use crate::report::{exit_code, progress, say, write_error, CliError};
+use crate::tokenize_stream::{self, Job};
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -80,7 +81,8 @@ pub struct TokenizeArgs {
     pub threads: Option<usize>,
 }
 
-enum Tok {
+/// The tokenizer of `--fast` or not.
+pub enum Tok {
     Slow(Box<ConvBertTokenizer>),
     Fast(Box<ConvBertTokenizerFast>),
 }
@@ -129,6 +131,15 @@ impl Tok {
         .map_err(|e| e.to_string())
     }
 
+    /// One text, on the calling thread.
+    pub fn encode_one(&self, text: &str, opts: &EncodeOptions) -> Result<Encoding, String> {
+        match self {
+            Tok::Slow(t) => t.encode(text, opts),
+            Tok::Fast(t) => t.encode(text, opts),
+        }
+        .map_err(|e| e.to_string())
+    }
+
     fn tokens(&self, ids: &[u32]) -> Vec<String> {
         match self {
             Tok::Slow(t) => t.convert_ids_to_tokens(ids, convbert_tokenizer::SpecialTokens::Keep),
@@ -155,7 +166,8 @@ fn options(args: &TokenizeArgs) -> EncodeOptions {
     }
 }
 
-fn write_one(
+/// The output row of one encoding.
+pub fn write_row(
     out: &mut impl Write,
     tok: &Tok,
     enc: &Encoding,
@@ -163,8 +175,15 @@ fn write_one(
 ) -> std::io::Result<()> {
     match format {
         Format::Ids => {
-            let s: Vec<String> = enc.ids.iter().map(u32::to_string).collect();
-            writeln!(out, "{}", s.join(" "))
+            // The hot path of `convbert tokenize`: ids formatted without allocating.
+            let mut digits = itoa::Buffer::new();
+            let mut sep: &[u8] = b"";
+            for &id in &enc.ids {
+                out.write_all(sep)?;
+                out.write_all(digits.format(id).as_bytes())?;
+                sep = b" ";
+            }
+            out.write_all(b"\n")
         }
         Format::Tokens => writeln!(out, "{}", tok.tokens(&enc.ids).join(" ")),
         Format::Json => writeln!(out, "{}", json(tok, enc)),
@@ -202,6 +221,21 @@ fn run(args: &TokenizeArgs) -> Result<(), CliError> {
     }
     let tok = Tok::load(args).map_err(CliError::Failed)?;
     let from_args = !args.texts.is_empty();
+    if !from_args && args.pair_with.is_none() {
+        let threads = args.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
+        let job = Job {
+            tok,
+            opts: options(args),
+            format: args.format,
+        };
+        return match tokenize_stream::run(job, args.input.as_deref(), threads)? {
+            // Each bad line has had its message; the others were written.
+            true => Err(CliError::Reported),
+            false => Ok(()),
+        };
+    }
     let mut lines = if from_args {
         LineReader::from_args(args.texts.clone())
     } else {
@@ -270,7 +304,7 @@ fn run(args: &TokenizeArgs) -> Result<(), CliError> {
         for row in &rows {
             let written = match row {
                 Ok(_) => match encs.next() {
-                    Some(enc) => write_one(&mut out, &tok, enc, args.format),
+                    Some(enc) => write_row(&mut out, &tok, enc, args.format),
                     None => return Err(CliError::Failed("tokenizer returned too few rows".into())),
                 },
                 Err(bad) => {
@@ -307,7 +341,7 @@ fn mismatch(pairs: usize, inputs: usize) -> CliError {
 
 /// The output row of a line that is not UTF-8: an `{"error", "line"}` object in JSON (as the model
 /// subcommands write), an empty line otherwise, so output line N still belongs to input line N.
-fn write_bad(out: &mut impl Write, bad: &BadLine, format: Format) -> std::io::Result<()> {
+pub fn write_bad(out: &mut impl Write, bad: &BadLine, format: Format) -> std::io::Result<()> {
     match format {
         Format::Json => writeln!(
             out,

@@ -1,5 +1,8 @@
-//! `convbert`: ConvBERT from the shell. Every subcommand reads text from arguments, a file or
-//! stdin and writes JSON Lines (or .safetensors); exit codes: 0 success, 2 usage, 1 other errors.
+//! `convbert-torch`: every `convbert` subcommand, the model ones on libtorch. The libtorch-free
+//! front binary `convbert` (main.rs) runs `tokenize` itself and `exec`s this one for the others,
+//! with its own argv[0], so help and errors still say `convbert`. Every subcommand reads text from
+//! arguments, a file or stdin and writes JSON Lines (or .safetensors); exit codes: 0 success,
+//! 2 usage, 1 other errors.
 
 mod bench;
 mod classify;
@@ -13,8 +16,10 @@ mod lines;
 mod ner;
 mod output;
 mod qa;
+mod report;
 mod serve;
 mod tokenize;
+mod tokenize_stream;
 mod train;
 
 use std::process::ExitCode;
