@@ -37,6 +37,18 @@
 //! # Ok::<(), convbert_tokenizer::TokenizerError>(())
 //! ```
 //!
+//! Added tokens behave as in transformers 4.57.6, where the slow and fast Python tokenizers
+//! differ (each of ours matches its own counterpart; fixtures/tokenizer/added):
+//! * uncased slow stores a normalised added token lowercased (`ConvBERT` decodes as `convbert`);
+//!   fast keeps `ConvBERT`;
+//! * uncased slow lowercases the text before matching, so a lowercase special token (`<ent>`)
+//!   also matches `<ENT>`, and a `normalized=false` token with capitals never matches; fast matches
+//!   special and `normalized=false` tokens on the raw text, case-sensitively;
+//! * `add_tokens` counts a token already in the vocabulary in fast, not in slow;
+//! * `single_word`: slow glues the token to a neighbour not separated by a plain space (`mid.` is
+//!   one word), fast uses word boundaries (`mid` `.`); with `lstrip` / `rstrip`, fast's token
+//!   strings keep the stripped spaces (ids are the same).
+//!
 //! Offsets are `(start, end)` **character** (Unicode scalar) offsets into the input text, as Python
 //! reports them; `str::char_indices` converts them to byte offsets.
 

@@ -186,7 +186,7 @@ fn apply_config(path: &Path, m: &Map<String, Value>, c: &mut TokenizerConfig) ->
                 Some(v) if v < 1_000_000_000_000_000_000 => Some(v as usize),
                 Some(_) => None,
                 None => match n.as_f64() {
-                    Some(f) if f >= 0.0 && f < 1e18 => Some(f as usize),
+                    Some(f) if (0.0..1e18).contains(&f) => Some(f as usize),
                     Some(f) if f >= 1e18 => None,
                     _ => return Err(bad(path, "model_max_length: expected a positive number")),
                 },
@@ -276,9 +276,35 @@ fn sorted(value: Value) -> Value {
     }
 }
 
+/// A top-level entry of a written file: a JSON value, or `added_tokens_decoder`, whose keys
+/// Python sorts as the integers they were (`"4"` before `"16"`).
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Entry {
+    Value(Value),
+    ById(BTreeMap<u32, Value>),
+}
+
 /// Writes `value` as `json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n"`.
 fn write_json(path: &Path, value: Value) -> Result<PathBuf> {
-    let mut text = serde_json::to_string_pretty(&sorted(value))?;
+    write_entries(path, value, None)
+}
+
+/// [`write_json`] with an `added_tokens_decoder` entry in id order.
+fn write_entries(
+    path: &Path,
+    value: Value,
+    by_id: Option<(&str, BTreeMap<u32, Value>)>,
+) -> Result<PathBuf> {
+    let Value::Object(m) = sorted(value) else {
+        return Err(bad(path, "not an object"));
+    };
+    let mut entries: BTreeMap<String, Entry> =
+        m.into_iter().map(|(k, v)| (k, Entry::Value(v))).collect();
+    if let Some((key, map)) = by_id {
+        entries.insert(key.to_string(), Entry::ById(map));
+    }
+    let mut text = serde_json::to_string_pretty(&entries)?;
     text = text.replace(
         &format!("\"model_max_length\": {UNBOUNDED_SENTINEL}"),
         &format!("\"model_max_length\": {VERY_LARGE_INTEGER}"),
@@ -302,18 +328,17 @@ pub(crate) fn write_configs(
     vocab_size: usize,
 ) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).map_err(|e| TokenizerError::io(dir, e))?;
-    let decoder: Map<String, Value> = added
+    let decoder: BTreeMap<u32, Value> = added
         .iter()
-        .map(|(id, t)| {
+        .map(|(&id, t)| {
             let mut v = token_dict(t);
             v["special"] = json!(t.special);
-            (id.to_string(), v)
+            (id, sorted(v))
         })
         .collect();
     let by_content: BTreeMap<&str, &AddedToken> =
         added.values().map(|t| (t.content.as_str(), t)).collect();
     let mut cfg = json!({
-        "added_tokens_decoder": decoder,
         "clean_up_tokenization_spaces": config.clean_up_tokenization_spaces,
         "cls_token": config.cls_token,
         "do_basic_tokenize": config.do_basic_tokenize,
@@ -347,7 +372,11 @@ pub(crate) fn write_configs(
             .collect();
     }
     let mut out = vec![
-        write_json(&dir.join("tokenizer_config.json"), cfg)?,
+        write_entries(
+            &dir.join("tokenizer_config.json"),
+            cfg,
+            Some(("added_tokens_decoder", decoder)),
+        )?,
         write_json(&dir.join("special_tokens_map.json"), map)?,
     ];
     let beyond: Map<String, Value> = added

@@ -188,12 +188,28 @@ fn decode_goldens() {
         let ids = u32s(&row["ids"]);
         let skip = row["skip_special_tokens"].as_bool().expect("bool");
         let clean = row["clean_up_tokenization_spaces"].as_bool().expect("bool");
-        let got = slow.decode(&ids, &convbert_tokenizer::DecodeOptions { skip_special_tokens: skip, clean_up_tokenization_spaces: Some(clean) }).expect("decode");
+        let got = slow
+            .decode(
+                &ids,
+                &convbert_tokenizer::DecodeOptions {
+                    skip_special_tokens: skip,
+                    clean_up_tokenization_spaces: Some(clean),
+                },
+            )
+            .expect("decode");
         rs.check(row["slow"] == json!(got), || {
             format!("{ids:?} python {} ours {got:?}", row["slow"])
         });
         if let Some(want) = row.get("fast") {
-            let got = fast.decode(&ids, &convbert_tokenizer::DecodeOptions { skip_special_tokens: skip, clean_up_tokenization_spaces: Some(clean) }).expect("decode");
+            let got = fast
+                .decode(
+                    &ids,
+                    &convbert_tokenizer::DecodeOptions {
+                        skip_special_tokens: skip,
+                        clean_up_tokenization_spaces: Some(clean),
+                    },
+                )
+                .expect("decode");
             rf.check(want == &json!(got), || {
                 format!("{ids:?} python {want} ours {got:?}")
             });

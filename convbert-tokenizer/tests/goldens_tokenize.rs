@@ -27,7 +27,11 @@ fn tokenize_goldens() {
         slow.check(ids == want, || {
             format!("[{name}] {text:?}\n  python {want:?}\n  ours   {ids:?}")
         });
-        assert_eq!(s.tokenize_ids(text).expect("slow"), ids, "offsets must not change ids");
+        assert_eq!(
+            s.tokenize_ids(text).expect("slow"),
+            ids,
+            "offsets must not change ids"
+        );
         let (fids, foffs) = f.tokenize_with_offsets(text).expect("fast");
         let fwant = u32s(&row["fast_ids"]);
         fast.check(fids == fwant, || {

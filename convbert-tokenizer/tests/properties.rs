@@ -129,8 +129,20 @@ fn never_panics(text: &str, pair: &str, opts: &EncodeOptions) -> Result<(), Test
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert_eq!(fids.len(), foffs.len());
     check_offsets(text, &foffs)?;
-    let _ = slow.decode(&ids, &convbert_tokenizer::DecodeOptions { skip_special_tokens: true, clean_up_tokenization_spaces: Some(true) });
-    let _ = fast.decode(&fids, &convbert_tokenizer::DecodeOptions { skip_special_tokens: true, clean_up_tokenization_spaces: Some(true) });
+    let _ = slow.decode(
+        &ids,
+        &convbert_tokenizer::DecodeOptions {
+            skip_special_tokens: true,
+            clean_up_tokenization_spaces: Some(true),
+        },
+    );
+    let _ = fast.decode(
+        &fids,
+        &convbert_tokenizer::DecodeOptions {
+            skip_special_tokens: true,
+            clean_up_tokenization_spaces: Some(true),
+        },
+    );
     Ok(())
 }
 

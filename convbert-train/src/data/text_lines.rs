@@ -26,7 +26,8 @@ pub fn read_text_lines(
             .encode(line, &opts)
             .map_err(|e| data_error(path, i + 1, e))?;
         let mut encoded = Encoded::from_encoding(&enc);
-        let tokens = tokenizer.convert_ids_to_tokens(&enc.ids, convbert_tokenizer::SpecialTokens::Keep);
+        let tokens =
+            tokenizer.convert_ids_to_tokens(&enc.ids, convbert_tokenizer::SpecialTokens::Keep);
         encoded.word_start = tokens.iter().map(|t| !t.starts_with("##")).collect();
         examples.push(Example {
             inputs: vec![encoded],
