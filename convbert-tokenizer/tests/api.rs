@@ -151,3 +151,71 @@ fn from_pretrained_errors_name_the_file() {
     assert_eq!(tok.config().model_max_length, Some(16));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Other layouts `from_pretrained` reads: `tokenizer.json` alone (slow takes its vocabulary,
+/// normaliser and added tokens), a legacy `added_tokens.json` without `added_tokens_decoder`, and
+/// tokenizer_config.json options winning over `tokenizer.json` in the fast tokenizer (as HF's
+/// `__init__` rebuilds the normaliser).
+#[test]
+fn from_pretrained_other_layouts() {
+    let hf = fixtures().join("tokenizer/added/fast-uncased-basic");
+    let dir = std::env::temp_dir().join(format!("convbert-api-layouts-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::copy(hf.join("tokenizer.json"), dir.join("tokenizer.json")).expect("copy");
+    let text = "Hello newword <ent> hello world";
+    let slow = ConvBertTokenizer::from_pretrained(&dir).expect("slow from tokenizer.json");
+    let fast = ConvBertTokenizerFast::from_pretrained(&dir).expect("fast");
+    // [CLS] hello newword <ent> hello world [SEP]
+    let want = [2, 16, 75, 78, 77, 3];
+    assert_eq!(
+        slow.encode(text, &EncodeOptions::default())
+            .expect("encode")
+            .ids,
+        want
+    );
+    assert_eq!(
+        fast.encode(text, &EncodeOptions::default())
+            .expect("encode")
+            .ids,
+        want
+    );
+    assert_eq!((slow.len(), fast.len()), (79, 79));
+
+    // vocab.txt + added_tokens.json + special_tokens_map.json (no tokenizer_config.json).
+    std::fs::remove_file(dir.join("tokenizer.json")).expect("rm");
+    for f in ["vocab.txt", "added_tokens.json", "special_tokens_map.json"] {
+        std::fs::copy(hf.join(f), dir.join(f)).expect("copy");
+    }
+    let slow = ConvBertTokenizer::from_pretrained(&dir).expect("slow legacy");
+    let fast = ConvBertTokenizerFast::from_pretrained(&dir).expect("fast legacy");
+    for ids in [
+        slow.encode(text, &EncodeOptions::default())
+            .expect("encode")
+            .ids,
+        fast.encode(text, &EncodeOptions::default())
+            .expect("encode")
+            .ids,
+    ] {
+        assert_eq!(ids, want);
+    }
+    assert_eq!(
+        slow.decode(&want, &DecodeOptions::skip_special_tokens())
+            .expect("decode"),
+        "hello newword hello world"
+    );
+
+    // A cased tokenizer_config.json over an uncased tokenizer.json: the config wins.
+    std::fs::copy(hf.join("tokenizer.json"), dir.join("tokenizer.json")).expect("copy");
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        "{\"do_lower_case\": false}",
+    )
+    .expect("write");
+    let fast = ConvBertTokenizerFast::from_pretrained(&dir).expect("fast cased");
+    assert_eq!(
+        fast.tokenize("Hello hello").expect("tokenize"),
+        ["Hello", "hello"]
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
