@@ -50,3 +50,8 @@ pub use question_answering::{
 pub use sequence_classification::{ConvBertForSequenceClassification, SequenceClassifierOutput};
 pub use sequence_summary::{ConvBertSequenceSummary, SummaryType};
 pub use token_classification::{ConvBertForTokenClassification, TokenClassifierOutput};
+
+/// The workspace README's Rust snippets, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
