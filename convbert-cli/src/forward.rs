@@ -125,8 +125,16 @@ pub fn run(args: &ForwardArgs) -> CliResult {
         Task::Auto => task_of(&config)?,
         t => t,
     };
+    // The file's own error first, in plain words (libtorch's wraps it in Rust debug syntax).
+    std::fs::File::open(&args.inputs)
+        .map_err(|e| CliError::Failed(format!("cannot read {}: {e}", args.inputs.display())))?;
     let tensors: HashMap<String, Tensor> = Tensor::read_safetensors(&args.inputs)
-        .map_err(|e| CliError::Failed(format!("cannot read {}: {e}", args.inputs.display())))?
+        .map_err(|e| {
+            CliError::Failed(format!(
+                "cannot read {}: not a valid .safetensors file ({e})",
+                args.inputs.display()
+            ))
+        })?
         .into_iter()
         .collect();
     for name in tensors.keys() {

@@ -9,6 +9,8 @@
 #[allow(dead_code)]
 mod lines;
 #[allow(dead_code)]
+mod output;
+#[allow(dead_code)]
 mod report;
 mod tokenize;
 mod tokenize_stream;

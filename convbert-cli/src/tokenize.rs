@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::lines::{count_lines, BadLine, LineReader};
+use crate::output::OutputFile;
 use crate::report::{exit_code, progress, say, write_error, CliError};
 use crate::tokenize_stream::{self, Job};
 
@@ -23,6 +24,9 @@ pub enum Format {
     Tokens,
     /// One JSON object per line: ids, tokens, type_ids, offsets (characters).
     Json,
+    /// A .safetensors file (-o): int64 input_ids, attention_mask and token_type_ids, one row per
+    /// line padded with [PAD] to the longest: the inputs of `convbert forward`.
+    Safetensors,
 }
 
 /// Truncation strategy names of Hugging Face.
@@ -79,6 +83,9 @@ pub struct TokenizeArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Output file of --format safetensors (written whole, or not at all).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
 }
 
 /// The tokenizer of `--fast` or not.
@@ -140,6 +147,14 @@ impl Tok {
         .map_err(|e| e.to_string())
     }
 
+    fn pad_id(&self) -> u32 {
+        let ids = match self {
+            Tok::Slow(t) => t.convert_tokens_to_ids(&["[PAD]"]),
+            Tok::Fast(t) => t.convert_tokens_to_ids(&["[PAD]"]),
+        };
+        ids.first().copied().unwrap_or(0)
+    }
+
     fn tokens(&self, ids: &[u32]) -> Vec<String> {
         match self {
             Tok::Slow(t) => t.convert_ids_to_tokens(ids, convbert_tokenizer::SpecialTokens::Keep),
@@ -187,6 +202,9 @@ pub fn write_row(
         }
         Format::Tokens => writeln!(out, "{}", tok.tokens(&enc.ids).join(" ")),
         Format::Json => writeln!(out, "{}", json(tok, enc)),
+        Format::Safetensors => Err(std::io::Error::other(
+            "safetensors output is written whole, not row by row",
+        )),
     }
 }
 
@@ -219,7 +237,16 @@ fn run(args: &TokenizeArgs) -> Result<(), CliError> {
     if args.threads == Some(0) {
         return Err(CliError::Usage("--threads must be at least 1".into()));
     }
+    if (args.format == Format::Safetensors) != args.output.is_some() {
+        return Err(CliError::Usage(
+            "--format safetensors writes a file: give it with -o/--output (and -o only with it)"
+                .into(),
+        ));
+    }
     let tok = Tok::load(args).map_err(CliError::Failed)?;
+    if let Some(path) = &args.output {
+        return write_safetensors(args, &tok, path);
+    }
     let from_args = !args.texts.is_empty();
     if !from_args && args.pair_with.is_none() {
         let threads = args.threads.unwrap_or_else(|| {
@@ -333,6 +360,99 @@ fn run(args: &TokenizeArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// `--format safetensors`: every line encoded, padded with [PAD] to the longest, and written as
+/// one file of int64 (rows, length) tensors under the names `convbert forward` reads.
+fn write_safetensors(
+    args: &TokenizeArgs,
+    tok: &Tok,
+    path: &std::path::Path,
+) -> Result<(), CliError> {
+    // Before any work: an unwritable output fails first.
+    let mut file = OutputFile::create(path)?;
+    let read = |reader: LineReader| -> Result<Vec<String>, CliError> {
+        let mut reader = reader;
+        let mut texts = Vec::new();
+        loop {
+            let block = reader.next_chunk(BLOCK)?;
+            if block.is_empty() {
+                return Ok(texts);
+            }
+            for line in block {
+                let line = line.map_err(|bad| {
+                    CliError::Failed(format!(
+                        "{}: invalid UTF-8 on line {} (byte {} of the line)",
+                        bad.source, bad.number, bad.byte
+                    ))
+                })?;
+                texts.push(line.text);
+            }
+        }
+    };
+    let texts = if args.texts.is_empty() {
+        read(LineReader::open(args.input.as_deref())?.keep_cr())?
+    } else {
+        args.texts.clone()
+    };
+    let pairs = match &args.pair_with {
+        Some(p) => Some(read(LineReader::open(Some(p))?.keep_cr())?),
+        None => None,
+    };
+    if let Some(p) = &pairs {
+        if p.len() != texts.len() {
+            return Err(mismatch(p.len(), texts.len()));
+        }
+    }
+    if texts.is_empty() {
+        return Err(CliError::Usage("no text to tokenize".into()));
+    }
+    let text_refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let pair_refs: Option<Vec<&str>> = pairs
+        .as_ref()
+        .map(|p| p.iter().map(String::as_str).collect());
+    let encs = tok
+        .encode(&text_refs, pair_refs.as_deref(), &options(args))
+        .map_err(CliError::Failed)?;
+    let len = encs.iter().map(|e| e.ids.len()).max().unwrap_or(0);
+    let pad = i64::from(tok.pad_id());
+    let mut columns: [Vec<i64>; 3] = Default::default();
+    for e in &encs {
+        let fill = len - e.ids.len();
+        columns[0].extend(
+            e.ids
+                .iter()
+                .map(|&i| i64::from(i))
+                .chain(std::iter::repeat_n(pad, fill)),
+        );
+        columns[1].extend(std::iter::repeat_n(1, e.ids.len()).chain(std::iter::repeat_n(0, fill)));
+        columns[2].extend(
+            e.type_ids
+                .iter()
+                .map(|&t| i64::from(t))
+                .chain(std::iter::repeat_n(0, fill)),
+        );
+    }
+    let bytes: Vec<Vec<u8>> = columns
+        .iter()
+        .map(|c| c.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .collect();
+    let shape = vec![encs.len(), len];
+    let mut views = Vec::new();
+    for (name, data) in ["input_ids", "attention_mask", "token_type_ids"]
+        .iter()
+        .zip(&bytes)
+    {
+        let view =
+            safetensors::tensor::TensorView::new(safetensors::Dtype::I64, shape.clone(), data)
+                .map_err(|e| CliError::Failed(format!("{name}: {e}")))?;
+        views.push((name.to_string(), view));
+    }
+    let serialized = safetensors::serialize(views, None)
+        .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", path.display())))?;
+    file.write_all(&serialized)
+        .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", path.display())))?;
+    file.commit()
+}
+
 fn mismatch(pairs: usize, inputs: usize) -> CliError {
     CliError::Usage(format!(
         "--pair-with has {pairs} lines but the input has {inputs}"
@@ -348,6 +468,6 @@ pub fn write_bad(out: &mut impl Write, bad: &BadLine, format: Format) -> std::io
             "{}",
             serde_json::json!({"error": bad.message(), "line": bad.number})
         ),
-        Format::Ids | Format::Tokens => writeln!(out),
+        Format::Ids | Format::Tokens | Format::Safetensors => writeln!(out),
     }
 }
