@@ -141,15 +141,33 @@ pub struct TruncationArgs {
     /// tokenizer's model_max_length, at most max_position_embeddings]
     #[arg(long, value_name = "N")]
     pub max_length: Option<usize>,
+    /// Which end is cut (HF's truncation_side); implies --truncation [default: right]
+    #[arg(long, value_enum, value_name = "SIDE")]
+    pub truncation_side: Option<Side>,
+}
+
+/// `--truncation-side`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Side {
+    /// Keep the end of the text
+    Left,
+    /// Keep the start of the text
+    Right,
 }
 
 impl TruncationArgs {
-    /// The pipelines' truncation, `None` without --truncation or --max-length.
+    /// The pipelines' truncation, `None` without --truncation, --max-length or --truncation-side.
     pub fn truncation(&self) -> Option<Truncation> {
-        (self.truncation || self.max_length.is_some()).then_some(Truncation {
-            max_length: self.max_length,
-            side: TruncationSide::Right,
-        })
+        let side = match self.truncation_side {
+            Some(Side::Left) => TruncationSide::Left,
+            Some(Side::Right) | None => TruncationSide::Right,
+        };
+        (self.truncation || self.max_length.is_some() || self.truncation_side.is_some()).then_some(
+            Truncation {
+                max_length: self.max_length,
+                side,
+            },
+        )
     }
 
     /// A pipeline's refusal of the truncation (a --max-length below the special tokens): a

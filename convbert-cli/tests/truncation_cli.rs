@@ -1,4 +1,4 @@
-//! `--truncation` / `--max-length` of `convbert fill-mask`, `classify`, `ner` and `embed`, run
+//! `--truncation` / `--max-length` / `--truncation-side` of `convbert fill-mask`, `classify`, `ner` and `embed`, run
 //! through the real binary: results equal HF's truncated pipelines (fixtures/pipelines/
 //! truncation.json), a too long line without the flag is an error row naming it, a `--max-length`
 //! below the special tokens is a usage error (exit 2), and `--stride` refuses truncation.
@@ -69,12 +69,9 @@ fn fill_mask_truncation_matches_hf() {
 fn classify_truncation_matches_hf_for_texts_and_pairs() {
     let model = fixture("pipelines/models/seqcls");
     let cases = golden("text-classification");
-    let right: Vec<&Value> = cases
-        .iter()
-        .filter(|c| c["args"]["side"] == "right")
-        .collect();
-    assert_eq!(right.len(), 4);
-    for case in right {
+    // HF's truncation_side "right" (the default) and "left" (`--truncation-side left`).
+    assert_eq!(cases.len(), 8);
+    for case in &cases {
         let stdin: Vec<String> = case["inputs"]
             .as_array()
             .unwrap()
@@ -87,6 +84,9 @@ fn classify_truncation_matches_hf_for_texts_and_pairs() {
         let mut args = vec!["classify", "--model", &model, "--jsonl", "--all"];
         let trunc = truncation_args(case);
         args.extend(trunc.iter().map(String::as_str));
+        if case["args"]["side"] == "left" {
+            args.extend(["--truncation-side", "left"]);
+        }
         let o = convbert(&args, stdin.join("\n").as_bytes());
         assert!(o.status.success(), "{}", stderr(&o));
         let lines = Value::Array(jsonl(&o));
@@ -238,5 +238,6 @@ fn help_documents_the_flags() {
         assert!(help.contains("--truncation"), "{command}");
         assert!(help.contains("--max-length <N>"), "{command}");
         assert!(help.contains("implies --truncation"), "{command}");
+        assert!(help.contains("--truncation-side <SIDE>"), "{command}");
     }
 }
