@@ -55,9 +55,13 @@ pub fn default_model() -> PathBuf {
         env!("CARGO_MANIFEST_DIR"),
         "/../fixtures/default-model"
     ));
-    let beside_binary = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join("default-model")));
+    // Beside the `convbert` that exec'd this binary (it says where), else beside this binary.
+    let beside_binary = match std::env::var_os("CONVBERT_FRONT_DIR") {
+        Some(dir) => Some(PathBuf::from(dir).join("default-model")),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.join("default-model"))),
+    };
     let home = std::env::var_os("CONVBERT_HOME").map(|h| PathBuf::from(h).join("default-model"));
     [beside_binary, home]
         .into_iter()

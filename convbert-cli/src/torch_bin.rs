@@ -45,6 +45,12 @@ pub fn exec(argv: &[OsString]) -> ExitCode {
         return ExitCode::from(CANNOT_START);
     }
     let mut command = Command::new(&bin);
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        command.env(FRONT_DIR_ENV, dir);
+    }
     if let Some(arg0) = argv.first() {
         command.arg0(arg0);
     }
@@ -56,13 +62,26 @@ pub fn exec(argv: &[OsString]) -> ExitCode {
     ExitCode::from(CANNOT_START)
 }
 
-/// `$CONVBERT_TORCH_BIN`, else `convbert-torch` in the directory of this executable.
+/// The environment variable that tells `convbert-torch` the directory of the `convbert` that
+/// started it (where a copied or installed convbert keeps its `default-model/`).
+pub const FRONT_DIR_ENV: &str = "CONVBERT_FRONT_DIR";
+
+/// `$CONVBERT_TORCH_BIN`, else `convbert-torch` in the directory of this executable, else the
+/// one of the build this executable comes from (a `convbert` copied alone).
 fn binary() -> Result<PathBuf, String> {
     let bin = match std::env::var_os(BIN_ENV) {
         Some(path) => PathBuf::from(path),
-        None => std::env::current_exe()
-            .map_err(|e| format!("cannot find {NAME}: the path of convbert is unknown: {e}"))?
-            .with_file_name(NAME),
+        None => {
+            let beside = std::env::current_exe()
+                .map_err(|e| format!("cannot find {NAME}: the path of convbert is unknown: {e}"))?
+                .with_file_name(NAME);
+            let built = Path::new(env!("CONVBERT_BUILD_BIN_DIR")).join(NAME);
+            if beside.is_file() || !built.is_file() {
+                beside
+            } else {
+                built
+            }
+        }
     };
     if !bin.is_file() {
         return Err(format!(
