@@ -21,6 +21,8 @@ use crate::tokenize::{write_bad, write_row, Format, Tok};
 /// Input bytes per block: large enough that the per-block hand-offs cost nothing, small enough
 /// that a few blocks in flight stay in the caches.
 const BLOCK: usize = 256 << 10;
+/// Input bytes after which a block goes out without waiting for a full one.
+const STREAM_BLOCK: usize = 64 << 10;
 
 /// Whole lines of the input, the `index`-th block, starting at 1-based line `first_line`; or
 /// the read error that ends the input there.
@@ -98,7 +100,14 @@ fn read_blocks(mut source: Box<dyn Read + Send>, name: &str, tx: &SyncSender<Blo
                     eof = true;
                     break;
                 }
-                Ok(n) => filled += n,
+                Ok(n) => {
+                    filled += n;
+                    // What a pipe gave so far is enough: results stream out while the input
+                    // is still open (a file fills the whole block in one read).
+                    if filled >= STREAM_BLOCK {
+                        break;
+                    }
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
                     let _ = tx.send(Block {
