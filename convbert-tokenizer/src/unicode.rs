@@ -83,12 +83,17 @@ fn compute_flags(c: char) -> u8 {
     f
 }
 
-fn bmp_table() -> &'static [u8] {
-    static TABLE: OnceLock<Vec<u8>> = OnceLock::new();
-    TABLE.get_or_init(|| {
-        (0u32..0x10000)
-            .map(|cp| char::from_u32(cp).map_or(DELETE, compute_flags))
-            .collect()
+/// The flags of the Basic Multilingual Plane, computed a 256-code-point page at a time when a
+/// text first reaches it: a process that tokenizes one line pays for a page or two, not 64 K.
+fn bmp_page(page: usize) -> &'static [u8; 256] {
+    static PAGES: [OnceLock<Box<[u8; 256]>>; 256] = [const { OnceLock::new() }; 256];
+    PAGES[page].get_or_init(|| {
+        let mut flags = Box::new([0u8; 256]);
+        for (i, f) in flags.iter_mut().enumerate() {
+            let cp = ((page << 8) | i) as u32;
+            *f = char::from_u32(cp).map_or(DELETE, compute_flags);
+        }
+        flags
     })
 }
 
@@ -97,7 +102,7 @@ fn bmp_table() -> &'static [u8] {
 pub(crate) fn flags(c: char) -> u8 {
     let cp = c as usize;
     if cp < 0x10000 {
-        bmp_table()[cp]
+        bmp_page(cp >> 8)[cp & 0xFF]
     } else {
         compute_flags(c)
     }

@@ -54,7 +54,9 @@ impl Vocab {
 
     /// Builds a vocabulary from (token, id) pairs; a later pair for the same token wins.
     pub fn from_pairs(pairs: impl IntoIterator<Item = (String, u32)>) -> Result<Self> {
-        let mut token_to_id = HashMap::new();
+        let pairs = pairs.into_iter();
+        // Sized up front: growing rehashes 30 k strings a dozen times (start-up of every CLI run).
+        let mut token_to_id = HashMap::with_capacity(pairs.size_hint().0);
         for (token, id) in pairs {
             token_to_id.insert(token, id);
         }

@@ -18,37 +18,82 @@ struct Trie {
 
 impl Trie {
     fn build<'a>(words: impl Iterator<Item = (&'a [u8], u32)>) -> Self {
-        let mut children: Vec<Vec<(u8, u32)>> = vec![Vec::new()];
+        // Building is start-up time of every `convbert tokenize`, so no vector per node: edges
+        // are sibling lists in flat arrays, and a node with many children (the root, first
+        // bytes, `##`) gets a dense 256-entry table while building. Then every node's edges are
+        // laid out sorted and contiguous.
+        const DENSE_FROM: u32 = 8;
+        let mut first: Vec<u32> = vec![NONE];
+        let mut count: Vec<u32> = vec![0];
+        let mut dense_of: Vec<u32> = vec![0];
+        let mut dense: Vec<[u32; 256]> = vec![[NONE; 256]];
         let mut ids = vec![NONE];
+        let mut edges: Vec<(u8, u32, u32)> = Vec::new(); // (label, target, next sibling)
         for (word, id) in words {
             let mut node = 0usize;
             for &b in word {
-                node = match children[node].iter().find(|e| e.0 == b) {
-                    Some(&(_, next)) => next as usize,
-                    None => {
-                        let next = children.len();
-                        children[node].push((b, next as u32));
-                        children.push(Vec::new());
-                        ids.push(NONE);
-                        next
+                let found = if dense_of[node] != NONE {
+                    dense[dense_of[node] as usize][b as usize]
+                } else {
+                    let mut e = first[node];
+                    while e != NONE && edges[e as usize].0 != b {
+                        e = edges[e as usize].2;
                     }
+                    if e == NONE {
+                        NONE
+                    } else {
+                        edges[e as usize].1
+                    }
+                };
+                node = if found != NONE {
+                    found as usize
+                } else {
+                    let next = first.len() as u32;
+                    first.push(NONE);
+                    count.push(0);
+                    dense_of.push(NONE);
+                    ids.push(NONE);
+                    edges.push((b, next, first[node]));
+                    first[node] = (edges.len() - 1) as u32;
+                    count[node] += 1;
+                    if dense_of[node] != NONE {
+                        dense[dense_of[node] as usize][b as usize] = next;
+                    } else if count[node] >= DENSE_FROM {
+                        let mut table = [NONE; 256];
+                        let mut e = first[node];
+                        while e != NONE {
+                            let (label, target, sibling) = edges[e as usize];
+                            table[label as usize] = target;
+                            e = sibling;
+                        }
+                        dense_of[node] = dense.len() as u32;
+                        dense.push(table);
+                    }
+                    next as usize
                 };
             }
             ids[node] = id;
         }
         let mut root = Box::new([NONE; 256]);
-        let (mut nodes, mut labels, mut targets) =
-            (Vec::with_capacity(ids.len()), Vec::new(), Vec::new());
-        for (node, mut edges) in children.into_iter().enumerate() {
-            edges.sort_unstable();
-            if node == 0 {
-                for &(b, t) in &edges {
-                    root[b as usize] = t;
-                }
+        root.copy_from_slice(&dense[0]);
+        let (mut nodes, mut labels, mut targets) = (
+            Vec::with_capacity(ids.len()),
+            Vec::with_capacity(edges.len()),
+            Vec::with_capacity(edges.len()),
+        );
+        let mut out: Vec<(u8, u32)> = Vec::new();
+        for node in 0..ids.len() {
+            out.clear();
+            let mut e = first[node];
+            while e != NONE {
+                let (b, t, next) = edges[e as usize];
+                out.push((b, t));
+                e = next;
             }
-            nodes.push((ids[node], labels.len() as u32, edges.len() as u32));
-            labels.extend(edges.iter().map(|e| e.0));
-            targets.extend(edges.iter().map(|e| e.1));
+            out.sort_unstable();
+            nodes.push((ids[node], labels.len() as u32, out.len() as u32));
+            labels.extend(out.iter().map(|e| e.0));
+            targets.extend(out.iter().map(|e| e.1));
         }
         Self {
             root,
