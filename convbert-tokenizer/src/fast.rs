@@ -267,12 +267,7 @@ impl ConvBertTokenizerFast {
         b: Option<&[u32]>,
         already_has_special_tokens: bool,
     ) -> Result<Vec<u32>> {
-        if already_has_special_tokens && b.is_none() {
-            let all = self.all_special_ids();
-            return Ok(a.iter().map(|id| u32::from(all.contains(id))).collect());
-        }
-        self.specials
-            .special_tokens_mask(a, b, already_has_special_tokens)
+        SpecialIds::special_tokens_mask(a, b, already_has_special_tokens, || self.all_special_ids())
     }
 
     /// Zeros for `[CLS] a [SEP]`, ones for `b [SEP]`.

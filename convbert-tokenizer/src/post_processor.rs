@@ -33,10 +33,6 @@ impl SpecialIds {
     }
 
     /// `all_special_ids` (includes `[UNK]`).
-    pub(crate) fn all(&self) -> [u32; 5] {
-        [self.unk, self.sep, self.pad, self.cls, self.mask]
-    }
-
     pub(crate) fn build_inputs(&self, a: &[u32], b: Option<&[u32]>) -> Vec<u32> {
         let mut out = Vec::with_capacity(a.len() + b.map_or(0, |b| b.len() + 1) + 2);
         out.push(self.cls);
@@ -49,11 +45,14 @@ impl SpecialIds {
         out
     }
 
+    /// HF's `get_special_tokens_mask`: 1 at the positions `[CLS]`/`[SEP]` will take, or, for ids
+    /// that already hold them, 1 for every id of `all_special_ids` (HF's list: added special
+    /// tokens included), which is only computed then.
     pub(crate) fn special_tokens_mask(
-        &self,
         a: &[u32],
         b: Option<&[u32]>,
         already_has_special_tokens: bool,
+        all_special_ids: impl FnOnce() -> Vec<u32>,
     ) -> Result<Vec<u32>> {
         if already_has_special_tokens {
             if b.is_some() {
@@ -61,7 +60,7 @@ impl SpecialIds {
                     "You should not supply a second sequence if the provided sequence of ids is already formatted with special tokens for the model.".into(),
                 ));
             }
-            let all = self.all();
+            let all = all_special_ids();
             return Ok(a.iter().map(|id| u32::from(all.contains(id))).collect());
         }
         Ok(Self::added_mask(a.len(), b.map(<[u32]>::len)))
