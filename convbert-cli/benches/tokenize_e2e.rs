@@ -19,38 +19,11 @@ use convbert_tokenizer::ConvBertTokenizerFast;
 
 const CONVBERT: &str = env!("CARGO_BIN_EXE_convbert");
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
-/// The seed sentences mixed as convbert-tokenizer's throughput bench does (without its optional
-/// local prose), one line each, until `target` bytes.
+/// The tokenizer throughput bench's text (without its optional local prose), one line each.
 fn corpus(target: usize) -> String {
-    let seed = include_str!("../../convbert-tokenizer/benches/corpus_seed.txt");
-    let seed_lines: Vec<Vec<&str>> = seed.lines().map(|l| l.split(' ').collect()).collect();
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    let mut out = String::new();
-    while out.len() < target {
-        // Two sentences of one language mixed word by word, then a sentence of another.
-        let a = &seed_lines[rng.below(seed_lines.len())];
-        let b = &seed_lines[rng.below(seed_lines.len())];
-        let mut words: Vec<&str> = a.iter().copied().filter(|_| rng.below(3) != 0).collect();
-        let at = rng.below(words.len() + 1);
-        words.splice(at..at, b.iter().copied().take(1 + rng.below(b.len())));
-        out.push_str(&words.join(" "));
-        out.push('\n');
-    }
-    out
+    let mut text = convbert_testing::multilingual_lines(target, &[]).join("\n");
+    text.push('\n');
+    text
 }
 
 /// The baseline: stdin lines through the `tokenizers` crate, ids to stdout.

@@ -19,21 +19,33 @@ fn p(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
 }
 
-#[test]
-fn a_tensorflow_only_checkpoint_gives_the_same_results_as_the_original() {
-    let tf = tmp("default-tf");
-    let o = run_ok(
+/// `convbert convert --model MODEL --format FORMAT --output OUT`.
+fn convert(model: &str, format: &str, out: &Path) -> std::process::Output {
+    convbert(
         &[
             "convert",
             "--model",
-            &fixture("default-model"),
+            model,
             "--format",
-            "tf",
+            format,
             "--output",
-            p(&tf),
+            p(out),
         ],
         b"",
-    );
+    )
+}
+
+/// [`convert`], which must succeed.
+fn convert_ok(model: &str, format: &str, out: &Path) -> std::process::Output {
+    let o = convert(model, format, out);
+    assert!(o.status.success(), "convert {model}: {}", stderr(&o));
+    o
+}
+
+#[test]
+fn a_tensorflow_only_checkpoint_gives_the_same_results_as_the_original() {
+    let tf = tmp("default-tf");
+    let o = convert_ok(&fixture("default-model"), "tf", &tf);
     let summary = &jsonl(&o)[0];
     assert_eq!(summary["class"], "ConvBertForMaskedLM", "{summary}");
     assert_eq!(summary["weights"], "tf_model.h5");
@@ -110,18 +122,7 @@ fn a_tensorflow_only_checkpoint_gives_the_same_results_as_the_original() {
 
     // Back to safetensors: the very same tensors as reading the TF file.
     let back = tmp("default-tf-back");
-    run_ok(
-        &[
-            "convert",
-            "--model",
-            p(&tf),
-            "--format",
-            "safetensors",
-            "--output",
-            p(&back),
-        ],
-        b"",
-    );
+    convert_ok(p(&tf), "safetensors", &back);
     let again = run_ok(&["fill-mask", "--model", p(&back)], text);
     assert_eq!(jsonl(&again), got);
 }
@@ -130,18 +131,7 @@ fn a_tensorflow_only_checkpoint_gives_the_same_results_as_the_original() {
 fn a_tf1_checkpoint_converts_given_its_index_file() {
     let out = tmp("tf1-converted");
     let index = fixture("tf/tf1/checkpoint/model.ckpt-7.index");
-    let o = run_ok(
-        &[
-            "convert",
-            "--model",
-            &index,
-            "--format",
-            "safetensors",
-            "--output",
-            p(&out),
-        ],
-        b"",
-    );
+    let o = convert_ok(&index, "safetensors", &out);
     let summary = &jsonl(&o)[0];
     assert_eq!(summary["class"], "ConvBertModel");
     assert!(
@@ -168,18 +158,7 @@ fn refusals_name_the_reason_and_write_nothing() {
         "max_position_embeddings": 64}"#;
     std::fs::write(src.join("config.json"), cfg).expect("config");
     let out = tmp("tf-incompatible-out");
-    let o = convbert(
-        &[
-            "convert",
-            "--model",
-            p(&src),
-            "--format",
-            "tf",
-            "--output",
-            p(&out),
-        ],
-        b"",
-    );
+    let o = convert(p(&src), "tf", &out);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("TensorFlow"), "{}", stderr(&o));
     assert!(!out.exists());
@@ -188,18 +167,7 @@ fn refusals_name_the_reason_and_write_nothing() {
     let busy = tmp("busy-out");
     std::fs::create_dir_all(&busy).expect("dir");
     std::fs::write(busy.join("keep.txt"), "mine").expect("write");
-    let o = convbert(
-        &[
-            "convert",
-            "--model",
-            &fixture("default-model"),
-            "--format",
-            "tf",
-            "--output",
-            p(&busy),
-        ],
-        b"",
-    );
+    let o = convert(&fixture("default-model"), "tf", &busy);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("not empty"), "{}", stderr(&o));
     assert_eq!(
@@ -218,18 +186,7 @@ fn refusals_name_the_reason_and_write_nothing() {
     )
     .expect("config");
     let out = tmp("truncated-out");
-    let o = convbert(
-        &[
-            "convert",
-            "--model",
-            p(&broken),
-            "--format",
-            "safetensors",
-            "--output",
-            p(&out),
-        ],
-        b"",
-    );
+    let o = convert(p(&broken), "safetensors", &out);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("tf_model.h5"), "{}", stderr(&o));
     assert!(!out.exists());

@@ -1,4 +1,9 @@
-//! Test helpers shared by several crates' tests: comparing JSON results with Hugging Face's.
+//! Test helpers shared by several crates' tests and benches: comparing JSON results with
+//! Hugging Face's, and the multilingual benchmark text.
+
+mod corpus;
+
+pub use corpus::multilingual_lines;
 
 use serde_json::Value;
 

@@ -11,20 +11,6 @@ use convbert_tokenizer::{ConvBertTokenizer, ConvBertTokenizerFast, EncodeOptions
 use std::str::FromStr;
 use std::time::Instant;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 fn local_prose() -> String {
     let Ok(dir) = std::fs::read_dir("/root/.pyenv/versions") else {
         return String::new();
@@ -39,29 +25,9 @@ fn local_prose() -> String {
 }
 
 fn corpus(target: usize) -> Vec<String> {
-    let seed = include_str!("corpus_seed.txt");
-    let seed_lines: Vec<Vec<&str>> = seed.lines().map(|l| l.split(' ').collect()).collect();
     let prose = local_prose();
     let prose_lines: Vec<&str> = prose.lines().filter(|l| l.len() > 40).collect();
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    let mut out = Vec::new();
-    let mut size = 0;
-    while size < target {
-        let line = if !prose_lines.is_empty() && rng.below(4) == 0 {
-            prose_lines[rng.below(prose_lines.len())].to_string()
-        } else {
-            // Two sentences of one language mixed word by word, then a sentence of another.
-            let a = &seed_lines[rng.below(seed_lines.len())];
-            let b = &seed_lines[rng.below(seed_lines.len())];
-            let mut words: Vec<&str> = a.iter().copied().filter(|_| rng.below(3) != 0).collect();
-            let at = rng.below(words.len() + 1);
-            words.splice(at..at, b.iter().copied().take(1 + rng.below(b.len())));
-            words.join(" ")
-        };
-        size += line.len() + 1;
-        out.push(line);
-    }
-    out
+    convbert_testing::multilingual_lines(target, &prose_lines)
 }
 
 fn best_of<F: FnMut() -> usize>(runs: usize, mut f: F) -> (f64, usize) {
