@@ -38,9 +38,9 @@ pub(crate) fn clip(s: &str, max: usize) -> String {
     }
 }
 
-/// The text of a small file (at most `max_bytes`), read only when `path` (symlinks followed) is
+/// The bytes of a small file (at most `max_bytes`), read only when `path` (symlinks followed) is
 /// a regular file: a FIFO, a device such as `/dev/zero` or a directory is an error, not a hang.
-pub fn read_small_file(path: &Path, max_bytes: u64) -> Result<String> {
+pub(crate) fn read_small_bytes(path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
     let refuse = |reason: String| {
         ConvBertError::io(
             path,
@@ -71,7 +71,17 @@ pub fn read_small_file(path: &Path, max_bytes: u64) -> Result<String> {
     if bytes.len() as u64 > max_bytes {
         return Err(too_big());
     }
-    String::from_utf8(bytes).map_err(|_| refuse("not UTF-8 text".into()))
+    Ok(bytes)
+}
+
+/// The text of a small file: [`read_small_bytes`], which must be UTF-8.
+pub fn read_small_file(path: &Path, max_bytes: u64) -> Result<String> {
+    String::from_utf8(read_small_bytes(path, max_bytes)?).map_err(|_| {
+        ConvBertError::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not UTF-8 text"),
+        )
+    })
 }
 
 /// [`read_small_file`] with the [`MAX_JSON_BYTES`] cap.

@@ -12,13 +12,12 @@
 //! once here, so [`BundleTensor::crc32c`] is the plain crc32c that [`check_crc`] compares.
 
 use std::ffi::OsString;
-use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use tch::Kind;
 
 use super::raw::RawTensor;
-use super::{clip, read_small_file};
+use super::{clip, read_small_bytes, read_small_file};
 use crate::error::{ConvBertError, Result};
 
 /// Largest `.index` file read: a BERT-large bundle's is well under 1 MiB.
@@ -133,7 +132,7 @@ pub(crate) fn prefix_of(path: &Path) -> Option<PathBuf> {
 /// Reads `<prefix>.index`, checking its table checksums, and finds every data shard.
 pub(crate) fn read_index(prefix: &Path) -> Result<Bundle> {
     let path = index_path(prefix);
-    let bytes = read_bounded(&path, MAX_INDEX_BYTES)?;
+    let bytes = read_small_bytes(&path, MAX_INDEX_BYTES)?;
     let err = |reason: String| ConvBertError::checkpoint(&path, reason);
     let mut header = None;
     let mut entries = Vec::new();
@@ -229,27 +228,6 @@ fn is_file(path: &Path) -> bool {
     std::fs::metadata(path)
         .map(|m| m.is_file())
         .unwrap_or(false)
-}
-
-/// The bytes of a regular file of at most `max` bytes (never reading past the cap).
-fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>> {
-    let meta = std::fs::metadata(path).map_err(|e| ConvBertError::io(path, e))?;
-    if !meta.is_file() {
-        return Err(ConvBertError::checkpoint(path, "not a regular file"));
-    }
-    let too_big = || ConvBertError::checkpoint(path, format!("larger than the {max}-byte limit"));
-    if meta.len() > max {
-        return Err(too_big());
-    }
-    let file = std::fs::File::open(path).map_err(|e| ConvBertError::io(path, e))?;
-    let mut bytes = Vec::new();
-    file.take(max + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| ConvBertError::io(path, e))?;
-    if bytes.len() as u64 > max {
-        return Err(too_big());
-    }
-    Ok(bytes)
 }
 
 /// The `model_checkpoint_path` string of a `CheckpointState` in protobuf text format.
