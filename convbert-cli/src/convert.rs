@@ -71,7 +71,7 @@ pub fn run(args: &ConvertArgs) -> CliResult {
         t => t,
     };
     let staging = Staging::new(&args.output)?;
-    let summary = write_model(&source, &dir, task, format, staging.path())?;
+    let summary = write_model(&source, &dir, &config, task, format, staging.path())?;
     let mut copied = Vec::new();
     for name in TOKENIZER_FILES {
         let from = dir.join(name);
@@ -104,6 +104,7 @@ struct Summary {
 fn write_model(
     source: &Path,
     dir: &Path,
+    config: &ConvBertConfig,
     task: Task,
     format: WeightsFormat,
     out: &Path,
@@ -126,9 +127,9 @@ fn write_model(
     Ok(match task {
         Task::Base | Task::Auto => {
             let weights = checkpoint::open_weights(source, dir).map_err(CliError::failed)?;
-            let (model, vs) =
-                ConvBertModel::from_pretrained(source, device, kind).map_err(CliError::failed)?;
-            let mut config = model.config().clone();
+            let (_, vs, _) = ConvBertModel::from_weights(config, &weights, device, kind)
+                .map_err(CliError::failed)?;
+            let mut config = config.clone();
             config
                 .extra
                 .insert("architectures".into(), serde_json::json!([MODEL_CLASS]));

@@ -69,15 +69,27 @@ impl ConvBertModel {
     ) -> Result<(Self, VarStore)> {
         let dir = checkpoint::locate(name_or_dir.as_ref())?;
         let cfg = ConvBertConfig::from_file(dir.join("config.json"))?;
+        let weights = checkpoint::open_weights(name_or_dir.as_ref(), &dir)?;
+        let (model, vs, _) = Self::from_weights(&cfg, &weights, device, kind)?;
+        Ok((model, vs))
+    }
+
+    /// [`from_pretrained`](Self::from_pretrained) from weights already opened, with what the
+    /// load did (the file read, the stored tensors ignored).
+    pub fn from_weights(
+        cfg: &ConvBertConfig,
+        weights: &checkpoint::Weights,
+        device: Device,
+        kind: Kind,
+    ) -> Result<(Self, VarStore, checkpoint::LoadReport)> {
         let mut vs = VarStore::new(device);
-        let model = ConvBertModel::new(&vs.root(), &cfg)?;
+        let model = ConvBertModel::new(&vs.root(), cfg)?;
         if kind != Kind::Float {
             vs.set_kind(kind);
         }
-        let weights = checkpoint::open_weights(name_or_dir.as_ref(), &dir)?;
-        checkpoint::load_into(&vs, &weights, &LoadOptions::base_model())?;
+        let report = checkpoint::load_into(&vs, weights, &LoadOptions::base_model())?;
         vs.freeze();
-        Ok((model, vs))
+        Ok((model, vs, report))
     }
 
     /// The validated config the model was built from.
