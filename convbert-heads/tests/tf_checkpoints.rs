@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::{device, max_diff, temp_dir, tol, AnyHead};
+use common::{device, max_diff, read_run_file, temp_dir, tol, AnyHead};
 use convbert_model::checkpoint::WeightsFormat;
 use convbert_model::{ConvBertConfig, ConvBertInputs, ConvBertModel, ForwardOptions};
 use tch::{Kind, Tensor};
@@ -36,12 +36,7 @@ fn manifest() -> BTreeMap<String, (String, PathBuf)> {
 }
 
 fn read_run(dir: &Path) -> BTreeMap<String, Tensor> {
-    let path = dir.join("default.safetensors");
-    Tensor::read_safetensors(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .into_iter()
-        .map(|(k, t)| (k, t.to_device(device())))
-        .collect()
+    read_run_file(&dir.join("default.safetensors"))
 }
 
 /// The head kind of `AnyHead` for a PyTorch class; None for the bare encoder.
@@ -340,12 +335,7 @@ fn a_pytorch_checkpoint_exports_to_tf_with_its_outputs() {
         .expect("report")
         .file
         .ends_with("tf_model.h5"));
-    let run: BTreeMap<String, Tensor> =
-        Tensor::read_safetensors(heads.join("runs/single_label.safetensors"))
-            .expect("run")
-            .into_iter()
-            .map(|(k, t)| (k, t.to_device(device())))
-            .collect();
+    let run = common::read_run("base/seqcls", "single_label");
     let got = again.run(&run).expect("run");
     let failures = compare("heads/base/seqcls as tf_model.h5", &run, &got, ATOL);
     assert!(failures.is_empty(), "{}", failures.join("\n"));

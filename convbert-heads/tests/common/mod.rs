@@ -51,11 +51,17 @@ pub fn manifest() -> BTreeMap<String, (String, Vec<String>)> {
 
 /// The named tensors of one golden run (`in.*`, `out.*`), on [`device`].
 pub fn read_run(variant: &str, run: &str) -> BTreeMap<String, Tensor> {
-    let path = heads_dir()
-        .join(variant)
-        .join("runs")
-        .join(format!("{run}.safetensors"));
-    Tensor::read_safetensors(&path)
+    read_run_file(
+        &heads_dir()
+            .join(variant)
+            .join("runs")
+            .join(format!("{run}.safetensors")),
+    )
+}
+
+/// The named tensors of a golden run file, on [`device`].
+pub fn read_run_file(path: &Path) -> BTreeMap<String, Tensor> {
+    Tensor::read_safetensors(path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .into_iter()
         .map(|(k, t)| (k, t.to_device(device())))
