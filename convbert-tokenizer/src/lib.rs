@@ -68,6 +68,7 @@ mod pre_tokenizer;
 mod pretrained;
 mod tokenizer;
 mod tokenizer_json;
+mod trie;
 mod truncation;
 mod unicode;
 #[rustfmt::skip]

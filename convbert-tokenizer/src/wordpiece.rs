@@ -3,138 +3,24 @@
 //! Each step walks the trie once from the current position and keeps the last token seen, which
 //! is the longest vocabulary match; no string is built while matching.
 
+use crate::trie::Trie;
 use crate::vocab::Vocab;
 
-const NONE: u32 = u32::MAX;
+/// The tries of the embedded bert-base-uncased vocabulary, built by build.rs.
+#[cfg(feature = "embedded-vocab")]
+static EMBEDDED_TRIES: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/bert-base-uncased-tries.bin"));
 
-#[derive(Debug, Clone)]
-struct Trie {
-    root: Box<[u32; 256]>,
-    /// Per node: token id (or NONE), first edge, edge count.
-    nodes: Vec<(u32, u32, u32)>,
-    labels: Vec<u8>,
-    targets: Vec<u32>,
-}
-
-impl Trie {
-    fn build<'a>(words: impl Iterator<Item = (&'a [u8], u32)>) -> Self {
-        // Building is start-up time of every `convbert tokenize`, so no vector per node: edges
-        // are sibling lists in flat arrays, and a node with many children (the root, first
-        // bytes, `##`) gets a dense 256-entry table while building. Then every node's edges are
-        // laid out sorted and contiguous.
-        const DENSE_FROM: u32 = 8;
-        let mut first: Vec<u32> = vec![NONE];
-        let mut count: Vec<u32> = vec![0];
-        let mut dense_of: Vec<u32> = vec![0];
-        let mut dense: Vec<[u32; 256]> = vec![[NONE; 256]];
-        let mut ids = vec![NONE];
-        let mut edges: Vec<(u8, u32, u32)> = Vec::new(); // (label, target, next sibling)
-        for (word, id) in words {
-            let mut node = 0usize;
-            for &b in word {
-                let found = if dense_of[node] != NONE {
-                    dense[dense_of[node] as usize][b as usize]
-                } else {
-                    let mut e = first[node];
-                    while e != NONE && edges[e as usize].0 != b {
-                        e = edges[e as usize].2;
-                    }
-                    if e == NONE {
-                        NONE
-                    } else {
-                        edges[e as usize].1
-                    }
-                };
-                node = if found != NONE {
-                    found as usize
-                } else {
-                    let next = first.len() as u32;
-                    first.push(NONE);
-                    count.push(0);
-                    dense_of.push(NONE);
-                    ids.push(NONE);
-                    edges.push((b, next, first[node]));
-                    first[node] = (edges.len() - 1) as u32;
-                    count[node] += 1;
-                    if dense_of[node] != NONE {
-                        dense[dense_of[node] as usize][b as usize] = next;
-                    } else if count[node] >= DENSE_FROM {
-                        let mut table = [NONE; 256];
-                        let mut e = first[node];
-                        while e != NONE {
-                            let (label, target, sibling) = edges[e as usize];
-                            table[label as usize] = target;
-                            e = sibling;
-                        }
-                        dense_of[node] = dense.len() as u32;
-                        dense.push(table);
-                    }
-                    next as usize
-                };
-            }
-            ids[node] = id;
-        }
-        let mut root = Box::new([NONE; 256]);
-        root.copy_from_slice(&dense[0]);
-        let (mut nodes, mut labels, mut targets) = (
-            Vec::with_capacity(ids.len()),
-            Vec::with_capacity(edges.len()),
-            Vec::with_capacity(edges.len()),
-        );
-        let mut out: Vec<(u8, u32)> = Vec::new();
-        for node in 0..ids.len() {
-            out.clear();
-            let mut e = first[node];
-            while e != NONE {
-                let (b, t, next) = edges[e as usize];
-                out.push((b, t));
-                e = next;
-            }
-            out.sort_unstable();
-            nodes.push((ids[node], labels.len() as u32, out.len() as u32));
-            labels.extend(out.iter().map(|e| e.0));
-            targets.extend(out.iter().map(|e| e.1));
-        }
-        Self {
-            root,
-            nodes,
-            labels,
-            targets,
-        }
+/// The precomputed (start, continuation) tries when `vocab` is the embedded one.
+fn embedded_tries(vocab: &Vocab) -> Option<(Trie, Trie)> {
+    #[cfg(feature = "embedded-vocab")]
+    if vocab.is_bert_base_uncased() {
+        let (start, rest) = Trie::decode(EMBEDDED_TRIES)?;
+        let (cont, _) = Trie::decode(rest)?;
+        return Some((start, cont));
     }
-
-    #[inline]
-    fn child(&self, node: u32, b: u8) -> u32 {
-        let (_, first, n) = self.nodes[node as usize];
-        let labels = &self.labels[first as usize..(first + n) as usize];
-        let found = if n <= 8 {
-            labels.iter().position(|&l| l == b)
-        } else {
-            labels.binary_search(&b).ok()
-        };
-        found.map_or(NONE, |i| self.targets[first as usize + i])
-    }
-
-    /// Longest token that is a prefix of `bytes`: (length, id).
-    #[inline]
-    fn longest(&self, bytes: &[u8]) -> Option<(usize, u32)> {
-        let mut best = None;
-        let &first = bytes.first()?;
-        let mut node = self.root[first as usize];
-        let mut i = 1;
-        while node != NONE {
-            let id = self.nodes[node as usize].0;
-            if id != NONE {
-                best = Some((i, id));
-            }
-            match bytes.get(i) {
-                Some(&b) => node = self.child(node, b),
-                None => break,
-            }
-            i += 1;
-        }
-        best
-    }
+    let _ = vocab;
+    None
 }
 
 /// WordPiece model: the tries, `[UNK]` id and the per-word character limit.
@@ -148,12 +34,17 @@ pub(crate) struct WordPiece {
 
 impl WordPiece {
     pub(crate) fn new(vocab: &Vocab, unk_id: u32, max_chars: usize) -> Self {
-        let start = Trie::build(vocab.iter().map(|(t, id)| (t.as_bytes(), id)));
-        let cont = Trie::build(
-            vocab
-                .iter()
-                .filter_map(|(t, id)| t.strip_prefix("##").map(|s| (s.as_bytes(), id))),
-        );
+        let (start, cont) = match embedded_tries(vocab) {
+            Some(tries) => tries,
+            None => (
+                Trie::build(vocab.iter().map(|(t, id)| (t.as_bytes(), id))),
+                Trie::build(
+                    vocab
+                        .iter()
+                        .filter_map(|(t, id)| t.strip_prefix("##").map(|s| (s.as_bytes(), id))),
+                ),
+            ),
+        };
         Self {
             start,
             cont,
@@ -224,6 +115,20 @@ mod tests {
         ids.clear();
         wp.tokenize("unaffablex", 10, &mut ids, None);
         assert_eq!(ids, [0]);
+        Ok(())
+    }
+
+    #[cfg(feature = "embedded-vocab")]
+    #[test]
+    fn precomputed_tries_equal_built_ones() -> crate::Result<()> {
+        let vocab = Vocab::bert_base_uncased()?;
+        let (start, cont) = embedded_tries(&vocab).ok_or(crate::TokenizerError::Json(
+            "no precomputed tries for the embedded vocabulary".into(),
+        ))?;
+        let built = Vocab::from_pairs(vocab.iter().map(|(t, id)| (t.to_string(), id)))?;
+        assert!(embedded_tries(&built).is_none());
+        let fresh = WordPiece::new(&built, 100, 100);
+        assert!(start == fresh.start && cont == fresh.cont);
         Ok(())
     }
 }
