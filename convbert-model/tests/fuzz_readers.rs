@@ -1,7 +1,8 @@
-//! Fuzz-style properties of the two readers of untrusted bytes: the `data.pkl` pickle reader
-//! (inside a torch zip) and the safetensors header reader. On arbitrary bytes and on mutations
-//! (truncation, byte flips, insertions) of a valid small file, opening — and reading every
-//! tensor of what opens — returns `Ok` or an error, never panics or aborts.
+//! Fuzz-style properties of the readers of untrusted bytes: the `data.pkl` pickle reader
+//! (inside a torch zip), the safetensors header reader, the `tf_model.h5` (HDF5) reader and the
+//! TF1 tensor-bundle index reader. On arbitrary bytes and on mutations (truncation, byte flips,
+//! insertions) of a valid small file, opening — and reading every tensor of what opens —
+//! returns `Ok` or an error, never panics or aborts.
 //!
 //! 256 cases per property run by default; the long run (100k cases each) is
 //! `cargo test --release -p convbert-model --test fuzz_readers -- --ignored`.
@@ -11,6 +12,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::crafted::{f32_bytes, state_dict_pickle, tmp_dir, torch_zip, CraftedTensor};
+use common::fixtures;
 use convbert_model::Weights;
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -209,6 +211,65 @@ fn safetensors_properties(cases: u32, name: &str) {
     });
 }
 
+/// The smallest valid `tf_model.h5` of the fixtures (the base model, 150 KB).
+fn valid_h5() -> Vec<u8> {
+    let path = fixtures().join("../tf/base/model/checkpoint/tf_model.h5");
+    std::fs::read(path).unwrap()
+}
+
+fn h5_properties(cases: u32, name: &str) {
+    let dir = tmp_dir(name);
+    let path = dir.join("tf_model.h5");
+    let valid = valid_h5();
+    std::fs::write(&path, &valid).unwrap();
+    assert!(!Weights::open(&path).unwrap().is_empty());
+
+    // Arbitrary bytes behind a valid HDF5 signature, so the superblock parser is reached.
+    run(cases, vec(any::<u8>(), 0..1024), |tail| {
+        let mut bytes = b"\x89HDF\r\n\x1a\n".to_vec();
+        bytes.extend(tail);
+        std::fs::write(&path, bytes).unwrap();
+        open_and_read(&path);
+    });
+    run(cases, mutation(), |m| {
+        std::fs::write(&path, m.apply(&valid)).unwrap();
+        open_and_read(&path);
+    });
+    // Flips in the first 4 KB, where the superblock, root group and object headers lie.
+    let head = valid.len().min(4096);
+    run(cases, vec((0..head, 1..=255u8), 1..6), |flips| {
+        let mut bytes = valid.clone();
+        for (i, xor) in flips {
+            bytes[i] ^= xor;
+        }
+        std::fs::write(&path, bytes).unwrap();
+        open_and_read(&path);
+    });
+}
+
+/// Mutations of a TF1 checkpoint's `.index` (LevelDB table of BundleEntryProtos) beside its
+/// valid data shards.
+fn tf1_index_properties(cases: u32, name: &str) {
+    let src = fixtures().join("../tf/tf1/checkpoint");
+    let dir = tmp_dir(name);
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let from = entry.unwrap().path();
+        std::fs::copy(&from, dir.join(from.file_name().unwrap())).unwrap();
+    }
+    let path = dir.join("model.ckpt-7.index");
+    let valid = std::fs::read(&path).unwrap();
+    assert!(!Weights::open(&path).unwrap().is_empty());
+
+    run(cases, vec(any::<u8>(), 0..1024), |bytes| {
+        std::fs::write(&path, bytes).unwrap();
+        open_and_read(&path);
+    });
+    run(cases, mutation(), |m| {
+        std::fs::write(&path, m.apply(&valid)).unwrap();
+        open_and_read(&path);
+    });
+}
+
 #[test]
 fn pickle_reader_never_panics() {
     pickle_properties(SHORT, "fuzz-pickle");
@@ -217,6 +278,16 @@ fn pickle_reader_never_panics() {
 #[test]
 fn safetensors_reader_never_panics() {
     safetensors_properties(SHORT, "fuzz-safetensors");
+}
+
+#[test]
+fn h5_reader_never_panics() {
+    h5_properties(SHORT, "fuzz-h5");
+}
+
+#[test]
+fn tf1_index_reader_never_panics() {
+    tf1_index_properties(SHORT, "fuzz-tf1");
 }
 
 #[test]
@@ -229,4 +300,16 @@ fn pickle_reader_never_panics_long() {
 #[ignore = "long fuzz run: cargo test --release -p convbert-model --test fuzz_readers -- --ignored"]
 fn safetensors_reader_never_panics_long() {
     safetensors_properties(LONG, "fuzz-safetensors-long");
+}
+
+#[test]
+#[ignore = "long fuzz run: cargo test --release -p convbert-model --test fuzz_readers -- --ignored"]
+fn h5_reader_never_panics_long() {
+    h5_properties(LONG, "fuzz-h5-long");
+}
+
+#[test]
+#[ignore = "long fuzz run: cargo test --release -p convbert-model --test fuzz_readers -- --ignored"]
+fn tf1_index_reader_never_panics_long() {
+    tf1_index_properties(LONG, "fuzz-tf1-long");
 }
