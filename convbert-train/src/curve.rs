@@ -7,12 +7,21 @@ use plotters::prelude::*;
 
 use crate::checkpoint::LogEntry;
 use crate::error::{Result, TrainError};
+use crate::output_dir::write_whole;
 
 /// A named series of (step, value) points and its colour.
 type Series<'a> = (&'a str, &'a Vec<(f64, f64)>, RGBColor);
 
-/// Draws the curves of `log` (`metric`: the `eval_*` key to plot beside the loss) into `path`.
+/// Draws the curves of `log` (`metric`: the `eval_*` key to plot beside the loss) into `path`,
+/// replaced whole: drawn in memory, then written beside it and renamed, so a killed run never
+/// leaves a truncated SVG.
 pub fn write_curve(path: &Path, log: &[LogEntry], metric: Option<&str>) -> Result<()> {
+    let mut svg = String::new();
+    draw_curve(&mut svg, path, log, metric)?;
+    write_whole(path, svg.as_bytes())
+}
+
+fn draw_curve(svg: &mut String, path: &Path, log: &[LogEntry], metric: Option<&str>) -> Result<()> {
     let plot_error = |e: &dyn std::fmt::Display| TrainError::Plot {
         path: path.into(),
         reason: e.to_string(),
@@ -32,7 +41,7 @@ pub fn write_curve(path: &Path, log: &[LogEntry], metric: Option<&str>) -> Resul
             .collect(),
         None => Vec::new(),
     };
-    let root = SVGBackend::new(path, (800, 600)).into_drawing_area();
+    let root = SVGBackend::with_string(svg, (800, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_error(&e))?;
     let (top, bottom) = root.split_vertically(300);
     let draw = |area: &DrawingArea<SVGBackend, plotters::coord::Shift>,

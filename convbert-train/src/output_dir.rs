@@ -5,6 +5,7 @@
 //! outputs first. Temporaries of a killed run (`.tmp-*` being written, `.deleting-*` being
 //! removed) are removed before a run starts.
 
+use std::io::Write;
 use std::path::Path;
 
 use crate::checkpoint::checkpoints;
@@ -77,6 +78,20 @@ pub(crate) fn remove_temporaries(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Writes `bytes` to `path` whole or not at all: into a temporary file beside it (a `.tmp-`
+/// name, removed at the next start if a kill leaves it), synced, then renamed over it.
+pub(crate) fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let tmp = path.with_file_name(format!(".tmp-{}", name.unwrap_or_default()));
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        TrainError::io(path, e)
+    })
 }
 
 /// Removes the directory `path` by first renaming it to `.deleting-<name>`: a process killed

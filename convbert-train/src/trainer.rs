@@ -23,7 +23,7 @@ use crate::error::{Result, TrainError};
 use crate::evaluate::{evaluate, EvalResult};
 use crate::model::TaskModel;
 use crate::optimizer::{AdamW, AdamWConfig};
-use crate::output_dir::prepare_output_dir;
+use crate::output_dir::{prepare_output_dir, write_whole};
 use crate::precision::{Autocast, GradScaler, MixedPrecision};
 use crate::schedule::{LinearSchedule, Warmup};
 use crate::step::step_with;
@@ -186,12 +186,18 @@ pub fn train(
         }
     }
     let log_path = out_dir.join("train_log.jsonl");
-    let mut log_file =
-        std::fs::File::create(&log_path).map_err(|e| TrainError::io(&log_path, e))?;
+    // The lines so far (a resumed run's history) replace the log whole, so a run killed here
+    // leaves the earlier log; each later line is appended in one write, never half a line.
+    let mut history = String::new();
     for entry in &state.log_history {
-        writeln!(log_file, "{}", serde_json::to_string(entry)?)
-            .map_err(|e| TrainError::io(&log_path, e))?;
+        history.push_str(&serde_json::to_string(entry)?);
+        history.push('\n');
     }
+    write_whole(&log_path, history.as_bytes())?;
+    let mut log_file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| TrainError::io(&log_path, e))?;
     let bar = (args.progress && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::new(max_steps as u64).with_position(state.global_step as u64);
         if let Ok(style) =
@@ -304,7 +310,9 @@ pub fn train(
             last_eval = Some(result);
         }
         if let Some(e) = entry {
-            writeln!(log_file, "{}", serde_json::to_string(&e)?)
+            let line = serde_json::to_string(&e)? + "\n";
+            log_file
+                .write_all(line.as_bytes())
                 .map_err(|err| TrainError::io(&log_path, err))?;
             if let Some(bar) = &bar {
                 bar.set_message(format!(

@@ -126,6 +126,9 @@ fn stale_temporaries_go_and_pruning_never_leaves_a_half_checkpoint() {
     std::fs::rename(out.join("checkpoint-2"), &pruned).expect("deleting");
     std::fs::remove_file(pruned.join("optimizer.safetensors")).expect("half pruned");
     std::fs::create_dir_all(out.join(".tmp-final")).expect("tmp final");
+    // And while replacing the log and the curve (files are written beside, then renamed).
+    std::fs::write(out.join(".tmp-train_log.jsonl"), "{\"step\": 1").expect("tmp log");
+    std::fs::write(out.join(".tmp-loss_curve.svg"), "<svg").expect("tmp svg");
     // The half-pruned checkpoint is not a checkpoint.
     assert_eq!(names(&checkpoints(&out).expect("list")), ["checkpoint-4"]);
 
@@ -141,6 +144,14 @@ fn stale_temporaries_go_and_pruning_never_leaves_a_half_checkpoint() {
         .filter(|n| n.starts_with('.'))
         .collect();
     assert!(stray.is_empty(), "temporaries left: {stray:?}");
+    // The log and the curve were replaced whole: every log line parses, the SVG is closed.
+    let log = std::fs::read_to_string(out.join("train_log.jsonl")).expect("log");
+    assert!(log.ends_with('\n') && !log.is_empty(), "{log}");
+    for line in log.lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("a whole log line");
+    }
+    let svg = std::fs::read_to_string(out.join("loss_curve.svg")).expect("svg");
+    assert!(svg.trim_end().ends_with("</svg>"), "{svg}");
     // Pruned to the newest, which is complete.
     assert_eq!(names(&checkpoints(&out).expect("list")), ["checkpoint-6"]);
     for f in [
