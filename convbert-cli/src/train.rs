@@ -310,6 +310,24 @@ fn training_args(a: &TrainArgs, device: Device) -> TrainingArgs {
     }
 }
 
+/// Writes vocab.txt into `output` whole: saved into a `.tmp-vocab` directory (which the next
+/// run's start removes if a kill leaves it) and renamed into place, never a truncated file.
+fn save_vocabulary(tokenizer: &ConvBertTokenizer, output: &Path) -> CliResult {
+    let tmp = output.join(".tmp-vocab");
+    let failed = |e: std::io::Error| CliError::failed(format!("{}: {e}", tmp.display()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(failed)?;
+    }
+    std::fs::create_dir(&tmp).map_err(failed)?;
+    let (written, _) = tokenizer
+        .save_vocabulary(&tmp, None)
+        .map_err(CliError::failed)?;
+    let target = output.join("vocab.txt");
+    std::fs::rename(&written, &target)
+        .map_err(|e| CliError::failed(format!("{}: {e}", target.display())))?;
+    std::fs::remove_dir(&tmp).map_err(failed)
+}
+
 fn run(a: &TrainArgs) -> CliResult<String> {
     let task = a.task.task();
     let device = parse_device(&a.device)?;
@@ -384,9 +402,7 @@ fn run(a: &TrainArgs) -> CliResult<String> {
             TrainError::OutputDirNotEmpty(_) => usage(e),
             other => CliError::failed(other),
         })?;
-    tokenizer
-        .save_vocabulary(&a.output, None)
-        .map_err(CliError::failed)?;
+    save_vocabulary(&tokenizer, &a.output)?;
     let summary = json!({
         "global_step": out.global_step,
         "train_loss": out.train_loss,

@@ -478,6 +478,12 @@ fn a_closed_stdout_ends_quietly_after_saving() {
     ] {
         assert!(out_dir.join(f).is_file(), "{f} not saved");
     }
+    // Every file was written beside and renamed into place: no temporary is left.
+    let stray: Vec<String> = sorted_entries(&out_dir)
+        .into_iter()
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(stray.is_empty(), "temporaries left: {stray:?}");
 }
 
 #[test]
