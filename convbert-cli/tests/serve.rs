@@ -197,6 +197,51 @@ fn ner_route_matches_hf() {
     eprintln!("ner: max |score diff| vs HF {worst:.2e}");
 }
 
+/// `stride`: a text longer than the model takes is refused without it, and with it runs whole
+/// in overlapping windows, with the entities of `convbert ner --stride` (the pipeline).
+#[test]
+fn ner_stride_runs_long_texts_whole_as_the_pipeline() {
+    let model = fixtures().join("pipelines/models/tokcls");
+    let s = Server::start("pipelines/models/tokcls", &[]);
+    let text = "John Smith lives in Paris and works in Berlin. ".repeat(60);
+    let (status, body) = s.post("/ner", &json!({"inputs": text}));
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let body = json!({"inputs": text, "aggregation_strategy": "simple", "stride": 16});
+    let out = s.ok("/ner", &body);
+    let last = out.as_array().unwrap().last().unwrap()["end"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        last as usize > text.len() * 9 / 10,
+        "entities stop at {last}"
+    );
+    let cli = Command::new(env!("CARGO_BIN_EXE_convbert"))
+        .args([
+            "ner",
+            "--aggregation",
+            "simple",
+            "--stride",
+            "16",
+            "--model",
+        ])
+        .arg(&model)
+        .arg(&text)
+        .output()
+        .unwrap();
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    let pipeline: Value = serde_json::from_slice(&cli.stdout).unwrap();
+    assert!(compare(&out, &pipeline, "/ner stride") <= 1e-5);
+    let api = s.ok(
+        "/",
+        &json!({"inputs": text, "parameters": {"aggregation_strategy": "simple", "stride": 16}}),
+    );
+    assert!(compare(&api, &out, "POST / stride") <= 1e-5);
+}
+
 #[test]
 fn qa_route_matches_hf() {
     let s = Server::start("pipelines/models/qa", &[]);
@@ -212,6 +257,10 @@ fn qa_route_matches_hf() {
             body["question"] = x["question"].clone();
             body["context"] = x["context"].clone();
             let out = s.ok("/qa", &body);
+            // Several contexts for one question: a result per context, each as alone.
+            body["context"] = json!([x["context"], x["context"]]);
+            let both = s.ok("/qa", &body);
+            assert!(compare(&both, &json!([out, out]), "/qa contexts") <= 1e-5);
             let list = if out.is_object() { json!([out]) } else { out };
             worst = worst.max(compare(&list, hf, "/qa"));
             // The Inference API shape: inputs {question, context}, the rest as parameters.
@@ -445,6 +494,24 @@ fn errors_are_json_and_leave_the_server_serving() {
         r#"{"inputs": "paris is the [MASK] of france.", "top_k": 1}"#,
     );
     assert_eq!(status, StatusCode::OK, "{v}");
+    // Outcomes are counted by route and status.
+    let metrics = c
+        .get(format!("{url}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    for line in [
+        "te_request_failure{route=\"/embed\",status=\"401\"} 2",
+        "te_request_failure{route=\"/embed\",status=\"413\"} 2",
+        "te_request_failure{route=\"/fill_mask\",status=\"422\"} 2",
+        "te_request_success{route=\"/fill_mask\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing {line} in:\n{metrics}"
+        );
+    }
 }
 
 #[test]
@@ -476,9 +543,17 @@ fn info_metrics_and_openapi() {
         .json()
         .unwrap();
     assert_eq!(info["task"], "text-classification");
+    let model = fixtures().join("pipelines/models/seqcls");
+    assert_eq!(info["model_id"], model.display().to_string());
     assert_eq!(info["model_dtype"], "float32");
+    assert_eq!(info["device"], "cpu");
+    assert_eq!(info["max_input_length"], 512);
+    assert_eq!(info["max_concurrent_requests"], 512);
     assert_eq!(info["max_batch_tokens"], 4096);
+    assert_eq!(info["max_batch_requests"], Value::Null);
     assert_eq!(info["max_client_batch_size"], 32);
+    assert_eq!(info["auto_truncate"], false);
+    assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
     assert!(
         info["model_type"]["classifier"]["id2label"].is_object(),
         "{info}"
@@ -701,6 +776,20 @@ fn sigterm_finishes_requests_in_flight_then_exits_0() {
         s.client.get(format!("{}/health", s.url)).send().is_err(),
         "still accepting after exit"
     );
+}
+
+#[test]
+fn sigint_stops_the_server_with_exit_0() {
+    let mut s = Server::start("default-model", &[]);
+    s.ok("/embed", &json!({"inputs": "hi"}));
+    let pid = s.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = s.child.wait().unwrap();
+    assert!(status.success(), "exit status {status}");
 }
 
 fn metric(s: &Server, prefix: &str) -> f64 {

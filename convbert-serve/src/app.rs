@@ -147,3 +147,62 @@ async fn method_not_allowed(req: Request) -> ApiError {
         format!("{} is not allowed on {}", req.method(), req.uri().path()),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+
+    use super::router;
+    use crate::config::ServeConfig;
+    use crate::state::AppState;
+
+    /// One HTTP/1.1 request over a fresh connection; the status and the body.
+    fn request(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        let body = r#"{"inputs": "a"}"#;
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        let status = answer[9..12].parse().unwrap();
+        let body = answer.split_once("\r\n\r\n").unwrap().1.to_owned();
+        (status, body)
+    }
+
+    /// The server listens before the model is loaded (so a balancer sees it): until then
+    /// /health and every model route answer 503 `Unhealthy`.
+    #[test]
+    fn health_and_model_routes_answer_503_until_the_model_is_ready() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = router(Arc::new(AppState::new(ServeConfig::new("not-loaded"))));
+        runtime.spawn(async move { axum::serve(listener, app).await });
+        for (method, path) in [
+            ("GET", "/health"),
+            ("GET", "/info"),
+            ("POST", "/embed"),
+            ("POST", "/fill_mask"),
+            ("POST", "/"),
+        ] {
+            let (status, body) = request(addr, method, path);
+            assert_eq!(status, 503, "{method} {path}: {body}");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["error_type"], "Unhealthy", "{method} {path}: {body}");
+            assert_eq!(v["error"], "the model is loading", "{method} {path}");
+        }
+        let (status, _) = request(addr, "GET", "/api-doc/openapi.json");
+        assert_eq!(status, 200);
+    }
+}

@@ -6,6 +6,7 @@
 //! result does not depend on what it was batched with.
 
 use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -86,8 +87,9 @@ impl Batcher {
         let thread = std::thread::Builder::new()
             .name("convbert-model".into())
             .spawn(move || {
+                // Dropped however the loop ends, a panic included, so /health turns 503.
+                let _alive = Alive(a);
                 run_loop(model.as_ref(), limits, &rx, &q);
-                a.store(false, Ordering::SeqCst);
             })?;
         Ok(Self {
             tx: Some(tx),
@@ -127,6 +129,15 @@ impl Batcher {
     /// Whether the model thread still runs.
     pub(crate) fn is_alive(&self) -> bool {
         self.alive.load(Ordering::SeqCst)
+    }
+}
+
+/// Marks the model thread stopped when dropped.
+struct Alive(Arc<AtomicBool>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
     }
 }
 
@@ -266,12 +277,23 @@ fn run_batch(
     let tokens = padded_tokens(pending, batch);
     metrics::histogram!("te_batch_next_size").record(rows.len() as f64);
     metrics::histogram!("te_batch_next_tokens").record(tokens as f64);
-    let result = match kind {
+    // A panic (tch panics on some libtorch errors) fails this batch, not the model thread and
+    // with it every later request.
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| match kind {
         Output::Head => model.forward_head(&rows),
         Output::Features => model
             .forward_features(&rows)
             .map(|v| v.into_iter().map(|t| vec![t]).collect()),
-    };
+    }))
+    .map_err(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        format!("the model failed on this request's batch: {what}")
+    })
+    .and_then(|r| r.map_err(|e| format!("the model failed on this request's batch: {e}")));
     let elapsed = start.elapsed();
     metrics::histogram!("te_batch_inference_duration").record(elapsed.as_secs_f64());
     match result {
@@ -284,7 +306,7 @@ fn run_batch(
         }
         other => {
             let message = match other {
-                Err(e) => format!("the model failed on this request's batch: {e}"),
+                Err(message) => message,
                 Ok(_) => "the model returned a wrong number of outputs".into(),
             };
             metrics::counter!("te_batch_failure").increment(1);
@@ -337,6 +359,7 @@ mod tests {
         config: ConvBertConfig,
         options: PipelineOptions,
         fail_len: usize,
+        panic_len: usize,
         batches: std::sync::Mutex<Vec<Vec<usize>>>,
     }
 
@@ -353,6 +376,9 @@ mod tests {
         fn forward_head(&self, rows: &[&Row]) -> convbert_pipelines::Result<Vec<Vec<Tensor>>> {
             let lens: Vec<usize> = rows.iter().map(|r| r.len()).collect();
             self.batches.lock().unwrap().push(lens.clone());
+            if lens.contains(&self.panic_len) {
+                panic!("CUDA error: an illegal memory access was encountered");
+            }
             if lens.contains(&self.fail_len) {
                 return Err(convbert_pipelines::PipelineError::Input(
                     "out of memory".into(),
@@ -368,15 +394,21 @@ mod tests {
         }
     }
 
-    fn fake(fail_len: usize) -> Arc<Fake> {
+    /// Fails on rows of `fail_len` tokens, panics on rows of `panic_len` (0: never).
+    fn fake_failing(fail_len: usize, panic_len: usize) -> Arc<Fake> {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/default-model");
         Arc::new(Fake {
             tokenizer: TextTokenizer::from_dir(&dir).unwrap(),
             config: ConvBertConfig::from_file(dir.join("config.json")).unwrap(),
             options: PipelineOptions::default(),
             fail_len,
+            panic_len,
             batches: Default::default(),
         })
+    }
+
+    fn fake(fail_len: usize) -> Arc<Fake> {
+        fake_failing(fail_len, 0)
     }
 
     fn rows(model: &Fake, words: usize) -> Vec<Row> {
@@ -453,5 +485,30 @@ mod tests {
             !batches.iter().flatten().any(|&l| l == 22),
             "dropped job ran: {batches:?}"
         );
+    }
+
+    #[test]
+    fn a_panicking_batch_fails_only_its_requests_and_the_model_thread_lives_on() {
+        let m = fake_failing(0, 7);
+        let limits = BatchLimits {
+            max_batch_tokens: 12,
+            max_batch_requests: None,
+        };
+        let batcher = Batcher::start(m.clone(), limits).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            match batcher.run(Output::Head, rows(&m, 5)).await {
+                Err(e) => {
+                    assert_eq!(e.status, axum::http::StatusCode::FAILED_DEPENDENCY);
+                    assert!(e.message.contains("illegal memory access"), "{}", e.message);
+                }
+                Ok(_) => panic!("a batch that panicked succeeded"),
+            }
+            assert!(batcher.is_alive(), "the model thread died with the batch");
+            let ok = batcher.run(Output::Head, rows(&m, 3)).await.unwrap();
+            assert_eq!(Vec::<i64>::try_from(&ok.outputs[0][0]).unwrap(), vec![5]);
+        });
     }
 }

@@ -7,7 +7,7 @@ use axum::Json;
 use convbert_pipelines::Pooling;
 use serde::Serialize;
 use serde_json::{json, Value};
-use tch::Kind;
+use tch::{Device, Kind};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::config::Task;
@@ -75,6 +75,15 @@ fn model_type(engine: &Engine, pooling: Pooling) -> Value {
     }
 }
 
+/// The device as `--device` names it (`cpu`, `cuda:N`).
+fn device_name(device: Device) -> String {
+    match device {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(n) => format!("cuda:{n}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
 /// The model and the server's limits.
 #[utoipa::path(get, path = "/info",
     responses((status = 200, body = Info), (status = 503, body = ErrorResponse)))]
@@ -93,7 +102,7 @@ pub(crate) async fn info(State(state): State<SharedState>) -> Result<Json<Info>,
         model_dtype: dtype.into(),
         model_type: model_type(&ready.engine, c.pooling),
         task: task.name().into(),
-        device: format!("{:?}", c.device).to_lowercase(),
+        device: device_name(c.device),
         max_concurrent_requests: c.max_concurrent_requests,
         max_input_length: ready.engine.model().max_input_length(),
         max_batch_tokens: c.max_batch_tokens,
@@ -142,4 +151,15 @@ struct ApiDoc;
 /// The OpenAPI document.
 pub(crate) async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_are_named_as_the_device_flag_takes_them() {
+        assert_eq!(device_name(Device::Cpu), "cpu");
+        assert_eq!(device_name(Device::Cuda(1)), "cuda:1");
+    }
 }
