@@ -1,0 +1,59 @@
+//! The C ABI of src/shim.cpp. Each call returns 0, or non-zero with a message in `err` that the
+//! caller frees with `cbd_free_error`.
+
+use std::ffi::{c_char, c_int, c_void, CStr};
+
+use torch_sys::C_tensor;
+
+extern "C" {
+    #[allow(clippy::too_many_arguments)]
+    pub fn cbd_init(
+        addr: *const c_char,
+        port: u16,
+        rank: c_int,
+        world_size: c_int,
+        timeout_ms: i64,
+        is_server: c_int,
+        prefix: *const c_char,
+        out: *mut *mut c_void,
+        err: *mut *mut c_char,
+    ) -> c_int;
+    pub fn cbd_all_reduce_mean(
+        group: *mut c_void,
+        tensor: *mut C_tensor,
+        err: *mut *mut c_char,
+    ) -> c_int;
+    pub fn cbd_broadcast(
+        group: *mut c_void,
+        tensor: *mut C_tensor,
+        root: c_int,
+        err: *mut *mut c_char,
+    ) -> c_int;
+    pub fn cbd_all_gather(
+        group: *mut c_void,
+        input: *const C_tensor,
+        output: *mut C_tensor,
+        err: *mut *mut c_char,
+    ) -> c_int;
+    pub fn cbd_barrier(group: *mut c_void, err: *mut *mut c_char) -> c_int;
+    pub fn cbd_destroy(group: *mut c_void);
+    fn cbd_free_error(err: *mut c_char);
+}
+
+/// Runs one shim call; on failure returns the shim's message (and frees it).
+pub fn check(call: impl FnOnce(*mut *mut c_char) -> c_int) -> Result<(), String> {
+    let mut err: *mut c_char = std::ptr::null_mut();
+    if call(&mut err) == 0 {
+        return Ok(());
+    }
+    if err.is_null() {
+        return Err("the C++ shim failed without a message (out of memory?)".to_string());
+    }
+    // SAFETY: a non-null `err` is a NUL-terminated string the shim malloc'd for us.
+    let message = unsafe { CStr::from_ptr(err) }
+        .to_string_lossy()
+        .into_owned();
+    // SAFETY: freed once, by the allocator that made it.
+    unsafe { cbd_free_error(err) };
+    Err(message)
+}

@@ -1,0 +1,145 @@
+// C ABI over libtorch's c10d (TCPStore + ProcessGroupGloo) for the Rust crate.
+//
+// Every entry point catches all C++ exceptions: unwinding through `extern "C"` into Rust is
+// undefined behaviour. A failure returns non-zero and a malloc'd message the caller frees with
+// cbd_free_error. Tensors arrive as tch's `C_tensor*`, which is an `at::Tensor*`.
+
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <c10/core/GradMode.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct Group {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
+  int world_size;
+};
+
+char* dup_message(const std::string& message) {
+  char* out = static_cast<char*>(std::malloc(message.size() + 1));
+  if (out != nullptr) {
+    std::memcpy(out, message.c_str(), message.size() + 1);
+  }
+  return out;
+}
+
+// c10::Error::what() appends a C++ backtrace; the message alone is what a user can act on.
+std::string message_of(const c10::Error& e) {
+  return e.what_without_backtrace();
+}
+
+template <typename F>
+int guarded(char** err, F&& body) {
+  try {
+    // In-place collectives on parameters (broadcast at start) must not be seen by autograd.
+    c10::AutoGradMode no_grad(false);
+    body();
+    return 0;
+  } catch (const c10::Error& e) {
+    *err = dup_message(message_of(e));
+  } catch (const std::exception& e) {
+    *err = dup_message(e.what());
+  } catch (...) {
+    *err = dup_message("unknown C++ exception");
+  }
+  return 1;
+}
+
+void wait(const c10::intrusive_ptr<c10d::Work>& work) {
+  // The Gloo context carries the group timeout, so a dead peer fails the wait instead of
+  // blocking it; wait() rethrows the collective's exception.
+  work->wait();
+}
+
+}  // namespace
+
+extern "C" {
+
+// Joins the group: a TCPStore at addr:port (served by the process with is_server != 0), under
+// `prefix` when non-empty, then a Gloo process group over it.
+int cbd_init(const char* addr, uint16_t port, int rank, int world_size, int64_t timeout_ms,
+             int is_server, const char* prefix, void** out, char** err) {
+  return guarded(err, [&] {
+    const std::chrono::milliseconds timeout(timeout_ms);
+    c10d::TCPStoreOptions opts;
+    opts.port = port;
+    opts.isServer = is_server != 0;
+    opts.numWorkers = static_cast<std::size_t>(world_size);
+    opts.waitWorkers = true;
+    opts.timeout = timeout;
+    // As torch.distributed: the rank-0 server may share host:port with other stores.
+    opts.multiTenant = true;
+    c10::intrusive_ptr<c10d::Store> store = c10::make_intrusive<c10d::TCPStore>(addr, opts);
+    if (prefix != nullptr && prefix[0] != '\0') {
+      store = c10::make_intrusive<c10d::PrefixStore>(prefix, store);
+    }
+    // create_default honours GLOO_SOCKET_IFNAME / GLOO_DEVICE_TRANSPORT like Python does.
+    auto options = c10d::ProcessGroupGloo::Options::create_default(timeout);
+    auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world_size, options);
+    *out = new Group{store, pg, world_size};
+  });
+}
+
+// Sums `tensor` over all ranks in place, then divides by the world size.
+int cbd_all_reduce_mean(void* group, at::Tensor* tensor, char** err) {
+  return guarded(err, [&] {
+    auto* g = static_cast<Group*>(group);
+    std::vector<at::Tensor> tensors{*tensor};
+    c10d::AllreduceOptions opts;
+    opts.reduceOp = c10d::ReduceOp::SUM;  // Gloo has no AVG.
+    wait(g->pg->allreduce(tensors, opts));
+    tensor->div_(g->world_size);
+  });
+}
+
+// Overwrites `tensor` on every rank with its value on `root`.
+int cbd_broadcast(void* group, at::Tensor* tensor, int root, char** err) {
+  return guarded(err, [&] {
+    auto* g = static_cast<Group*>(group);
+    std::vector<at::Tensor> tensors{*tensor};
+    c10d::BroadcastOptions opts;
+    opts.rootRank = root;
+    wait(g->pg->broadcast(tensors, opts));
+  });
+}
+
+// Gathers `input` (same shape on every rank) into `output`, shaped [world_size, ...input].
+int cbd_all_gather(void* group, const at::Tensor* input, at::Tensor* output, char** err) {
+  return guarded(err, [&] {
+    auto* g = static_cast<Group*>(group);
+    std::vector<at::Tensor> inputs{*input};
+    // Views of `output`: Gloo copies each rank's part into them.
+    std::vector<std::vector<at::Tensor>> outputs{output->unbind(0)};
+    wait(g->pg->allgather(outputs, inputs));
+  });
+}
+
+int cbd_barrier(void* group, char** err) {
+  return guarded(err, [&] {
+    auto* g = static_cast<Group*>(group);
+    wait(g->pg->barrier());
+  });
+}
+
+void cbd_destroy(void* group) {
+  try {
+    delete static_cast<Group*>(group);
+  } catch (...) {
+    // A destructor that throws cannot be reported from Drop; the group is gone either way.
+  }
+}
+
+void cbd_free_error(char* err) {
+  std::free(err);
+}
+
+}  // extern "C"
