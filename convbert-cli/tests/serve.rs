@@ -179,6 +179,24 @@ fn classification_routes_match_hf() {
         &json!({"inputs": ["a question?", "an answer."]}),
     );
     assert!(pair[0]["label"].is_string(), "{pair}");
+    // raw_scores: the logits, best first, whose softmax is the default answer.
+    let raw = s.ok("/predict", &json!({"inputs": "hi", "raw_scores": true}));
+    let logits: Vec<f64> = raw
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["score"].as_f64().unwrap())
+        .collect();
+    assert!(logits.windows(2).all(|w| w[0] >= w[1]), "{raw}");
+    let total: f64 = logits.iter().map(|x| x.exp()).sum();
+    for (r, p) in raw.as_array().unwrap().iter().zip(one.as_array().unwrap()) {
+        assert_eq!(r["label"], p["label"]);
+        let softmax = r["score"].as_f64().unwrap().exp() / total;
+        assert!(
+            (softmax - p["score"].as_f64().unwrap()).abs() <= 1e-6,
+            "{raw} {one}"
+        );
+    }
     eprintln!("text classification: max |score diff| vs HF {worst:.2e}");
 }
 
