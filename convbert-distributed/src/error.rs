@@ -12,7 +12,7 @@ pub enum DistError {
         reason: String,
     },
     /// The rendezvous failed: the store did not answer, or not all ranks joined, within the timeout.
-    #[error("rank {rank} of {world_size} could not join the process group at {addr}:{port} within {timeout:?}: {message}")]
+    #[error("rank {rank} of {world_size} could not join the process group at {addr}:{port} (timeout {timeout:?}): {message}")]
     Init {
         addr: String,
         port: u16,

@@ -15,6 +15,8 @@ extern "C" {
         timeout_ms: i64,
         is_server: c_int,
         prefix: *const c_char,
+        backend: c_int,
+        cuda_device: c_int,
         out: *mut *mut c_void,
         err: *mut *mut c_char,
     ) -> c_int;

@@ -5,19 +5,21 @@ use std::time::Duration;
 use tch::{Device, Kind, Tensor};
 
 use crate::ffi;
-use crate::{DistEnv, DistError};
+use crate::{Backend, DistEnv, DistError};
 
 /// torch.distributed's default for Gloo: long enough for a slow checkpoint on rank 0, finite so
 /// that a dead peer ends the job instead of hanging it.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
-/// A c10d Gloo process group over a TCPStore, the one `torch.distributed.init_process_group
-/// ("gloo")` makes. Every rank must call the same collectives in the same order.
+/// A c10d process group over a TCPStore, the one `torch.distributed.init_process_group` makes.
+/// Every rank must call the same collectives in the same order.
 ///
-/// Collectives run on CPU tensors (Gloo); they fail with [`DistError::Collective`] when a peer
-/// dies or does not join within the timeout. Dropping the group leaves it.
+/// Collectives run on tensors on [`ProcessGroup::device`]; they fail with
+/// [`DistError::Collective`] when a peer dies or does not join within the timeout. Dropping the
+/// group leaves it.
 pub struct ProcessGroup {
     raw: NonNull<c_void>,
+    backend: Backend,
     rank: usize,
     world_size: usize,
     local_rank: usize,
@@ -34,8 +36,18 @@ impl ProcessGroup {
         Self::new(&DistEnv::from_env()?, DEFAULT_TIMEOUT)
     }
 
-    /// Joins the group `env` describes. `timeout` bounds the rendezvous and every collective.
+    /// Joins the Gloo group `env` describes. `timeout` bounds the rendezvous and every
+    /// collective.
     pub fn new(env: &DistEnv, timeout: Duration) -> Result<Self, DistError> {
+        Self::with_backend(env, Backend::Gloo, timeout)
+    }
+
+    /// Joins the group `env` describes on `backend`; NCCL binds the process to `cuda:LOCAL_RANK`.
+    pub fn with_backend(
+        env: &DistEnv,
+        backend: Backend,
+        timeout: Duration,
+    ) -> Result<Self, DistError> {
         let init_error = |message: String| DistError::Init {
             addr: env.master_addr.clone(),
             port: env.master_port,
@@ -50,6 +62,7 @@ impl ProcessGroup {
             .map_err(|_| init_error("store prefix contains a NUL byte".into()))?;
         let rank = to_c_int(env.rank, "rank")?;
         let world_size = to_c_int(env.world_size, "world_size")?;
+        let local_rank = to_c_int(env.local_rank, "local_rank")?;
         let timeout_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
         // With an agent store (torchrun) everyone is a client; otherwise rank 0 serves.
         let is_server = c_int::from(env.agent_store_prefix.is_none() && env.rank == 0);
@@ -64,6 +77,8 @@ impl ProcessGroup {
                 timeout_ms,
                 is_server,
                 prefix.as_ptr(),
+                backend.shim_id(),
+                local_rank,
                 &mut raw,
                 err,
             )
@@ -73,6 +88,7 @@ impl ProcessGroup {
             NonNull::new(raw).ok_or_else(|| init_error("the shim returned no group".into()))?;
         Ok(Self {
             raw,
+            backend,
             rank: env.rank,
             world_size: env.world_size,
             local_rank: env.local_rank,
@@ -89,6 +105,16 @@ impl ProcessGroup {
 
     pub fn local_rank(&self) -> usize {
         self.local_rank
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Where the tensors given to the collectives must be: CPU for Gloo, `cuda:LOCAL_RANK` for
+    /// NCCL.
+    pub fn device(&self) -> Device {
+        self.backend.device(self.local_rank)
     }
 
     /// Replaces `tensor` (dense, contiguous, floating point) by its mean over all ranks.
@@ -154,19 +180,23 @@ impl ProcessGroup {
         self.collective("barrier", |err| unsafe { ffi::cbd_barrier(raw, err) })
     }
 
-    /// Gathers a 1-d CPU tensor of `kind` from every rank into one row per rank.
+    /// Gathers a 1-d CPU tensor of `kind` from every rank into one row per rank (through
+    /// [`ProcessGroup::device`]).
     fn all_gather<T: tch::kind::Element + Copy + Default>(
         &self,
         input: &Tensor,
         kind: Kind,
     ) -> Result<Vec<Vec<T>>, DistError> {
         let n = input.size1()? as usize;
-        let mut output = Tensor::f_zeros([self.world_size as i64, n as i64], (kind, Device::Cpu))?;
+        let input = input.f_to_device(self.device())?;
+        let mut output =
+            Tensor::f_zeros([self.world_size as i64, n as i64], (kind, self.device()))?;
         let raw = self.raw.as_ptr();
         self.collective("all_gather", |err| unsafe {
             // SAFETY: as in all_reduce_mean; `output` is [world_size, n] like the shim expects.
             ffi::cbd_all_gather(raw, input.as_ptr(), output.as_mut_ptr(), err)
         })?;
+        let output = output.f_to_device(Device::Cpu)?;
         let mut flat = vec![T::default(); self.world_size * n];
         output.f_copy_data(&mut flat, self.world_size * n)?;
         Ok(flat.chunks(n).map(<[T]>::to_vec).collect())
@@ -188,6 +218,7 @@ impl ProcessGroup {
 impl std::fmt::Debug for ProcessGroup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProcessGroup")
+            .field("backend", &self.backend)
             .field("rank", &self.rank)
             .field("world_size", &self.world_size)
             .field("local_rank", &self.local_rank)

@@ -1,4 +1,5 @@
-// C ABI over libtorch's c10d (TCPStore + ProcessGroupGloo) for the Rust crate.
+// C ABI over libtorch's c10d (TCPStore + ProcessGroupGloo, and ProcessGroupNCCL when built with
+// CONVBERT_NCCL, the `nccl` feature) for the Rust crate.
 //
 // Every entry point catches all C++ exceptions: unwinding through `extern "C"` into Rust is
 // undefined behaviour. A failure returns non-zero and a malloc'd message the caller frees with
@@ -8,11 +9,16 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <c10/core/GradMode.h>
+#ifdef CONVBERT_NCCL
+#include <c10/cuda/CUDAFunctions.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -20,9 +26,15 @@ namespace {
 
 struct Group {
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
+  c10::intrusive_ptr<c10d::Backend> pg;
   int world_size;
+  // The CUDA device of an NCCL group (its barrier needs it); -1 for Gloo.
+  int64_t cuda_device;
 };
+
+// Backend ids shared with src/ffi.rs.
+constexpr int kGloo = 0;
+constexpr int kNccl = 1;
 
 char* dup_message(const std::string& message) {
   char* out = static_cast<char*>(std::malloc(message.size() + 1));
@@ -65,9 +77,11 @@ void wait(const c10::intrusive_ptr<c10d::Work>& work) {
 extern "C" {
 
 // Joins the group: a TCPStore at addr:port (served by the process with is_server != 0), under
-// `prefix` when non-empty, then a Gloo process group over it.
+// `prefix` when non-empty, then a Gloo (backend 0) or NCCL (1, on cuda:cuda_device) process
+// group over it.
 int cbd_init(const char* addr, uint16_t port, int rank, int world_size, int64_t timeout_ms,
-             int is_server, const char* prefix, void** out, char** err) {
+             int is_server, const char* prefix, int backend, int cuda_device, void** out,
+             char** err) {
   return guarded(err, [&] {
     const std::chrono::milliseconds timeout(timeout_ms);
     c10d::TCPStoreOptions opts;
@@ -82,10 +96,28 @@ int cbd_init(const char* addr, uint16_t port, int rank, int world_size, int64_t 
     if (prefix != nullptr && prefix[0] != '\0') {
       store = c10::make_intrusive<c10d::PrefixStore>(prefix, store);
     }
-    // create_default honours GLOO_SOCKET_IFNAME / GLOO_DEVICE_TRANSPORT like Python does.
-    auto options = c10d::ProcessGroupGloo::Options::create_default(timeout);
-    auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world_size, options);
-    *out = new Group{store, pg, world_size};
+    if (backend == kGloo) {
+      // create_default honours GLOO_SOCKET_IFNAME / GLOO_DEVICE_TRANSPORT like Python does.
+      auto options = c10d::ProcessGroupGloo::Options::create_default(timeout);
+      auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world_size, options);
+      *out = new Group{store, pg, world_size, -1};
+      return;
+    }
+#ifdef CONVBERT_NCCL
+    if (backend == kNccl) {
+      // As torch.cuda.set_device(local_rank) before init_process_group("nccl").
+      c10::cuda::set_device(static_cast<c10::DeviceIndex>(cuda_device));
+      auto options = c10d::ProcessGroupNCCL::Options::create();
+      // The NCCL watchdog aborts collectives that exceed it (TORCH_NCCL_ASYNC_ERROR_HANDLING).
+      options->timeout = timeout;
+      auto pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, world_size, options);
+      pg->setBoundDeviceId(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(cuda_device)));
+      *out = new Group{store, pg, world_size, cuda_device};
+      return;
+    }
+#endif
+    (void)cuda_device;
+    throw std::invalid_argument("backend " + std::to_string(backend) + " is not built in");
   });
 }
 
@@ -126,7 +158,11 @@ int cbd_all_gather(void* group, const at::Tensor* input, at::Tensor* output, cha
 int cbd_barrier(void* group, char** err) {
   return guarded(err, [&] {
     auto* g = static_cast<Group*>(group);
-    wait(g->pg->barrier());
+    c10d::BarrierOptions opts;
+    if (g->cuda_device >= 0) {
+      opts.device_ids = {g->cuda_device};
+    }
+    wait(g->pg->barrier(opts));
   });
 }
 

@@ -363,3 +363,36 @@ fn workers_launched_by_torchrun_join_its_store() {
         }
     }
 }
+
+/// On a GPU machine NCCL runs; without one, asking for it is an error, not a crash.
+#[cfg(feature = "nccl")]
+#[test]
+fn nccl_group_of_one_runs_on_the_gpu() {
+    use convbert_distributed::Backend;
+    let env = DistEnv {
+        master_addr: "127.0.0.1".into(),
+        master_port: free_port(),
+        rank: 0,
+        world_size: 1,
+        local_rank: 0,
+        agent_store_prefix: None,
+    };
+    let group = ProcessGroup::with_backend(&env, Backend::Nccl, GROUP_TIMEOUT);
+    if !tch::Cuda::is_available() {
+        let err = group.unwrap_err();
+        assert!(matches!(err, DistError::Init { .. }), "{err}");
+        eprintln!("no CUDA device, NCCL refused: {err}");
+        return;
+    }
+    let group = group.unwrap();
+    assert_eq!(group.device(), Device::Cuda(0));
+    let mut t = Tensor::from_slice(&[1.0f32, 2.0]).to_device(group.device());
+    group.all_reduce_mean(&mut t).unwrap();
+    group.broadcast(&mut t, 0).unwrap();
+    assert_eq!(
+        Vec::<f32>::try_from(t.to_device(Device::Cpu)).unwrap(),
+        [1.0, 2.0]
+    );
+    assert_eq!(group.all_gather_f64(&[0.5, 1.5]).unwrap(), [vec![0.5, 1.5]]);
+    group.barrier().unwrap();
+}
