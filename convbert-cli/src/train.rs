@@ -6,13 +6,15 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
+use convbert_distributed::{DistEnv, ProcessGroup};
 use convbert_model::{checkpoint, ConvBertConfig};
 use convbert_tokenizer::{ConvBertTokenizer, TokenizerConfig};
 use convbert_train::data::{read_dataset, DataOptions, Task};
 use convbert_train::{
-    check_output_dir, train, AdamWConfig, Collator, MixedPrecision, MlmMasking, TaskModel,
-    TrainError, TrainingArgs, Warmup,
+    check_output_dir, train, AdamWConfig, Collator, DataParallel, MixedPrecision, MlmMasking,
+    TaskModel, TrainError, TrainingArgs, Warmup,
 };
 use serde_json::{json, Map, Value};
 use tch::Device;
@@ -141,6 +143,13 @@ pub struct TrainArgs {
     /// No progress bar
     #[arg(long)]
     no_progress: bool,
+    /// Join a torch.distributed job (data-parallel) even when WORLD_SIZE is absent or 1; with
+    /// WORLD_SIZE > 1 (torchrun, srun, PyTorchJob) this is implied. --batch-size is per process
+    #[arg(long)]
+    distributed: bool,
+    /// Seconds a rank waits for the others (rendezvous, every all-reduce) before failing
+    #[arg(long, default_value_t = 1800)]
+    ddp_timeout: u64,
 }
 
 /// `--task`: the head to train.
@@ -170,7 +179,40 @@ const DOC_STRIDE: usize = 128;
 
 /// Runs `convbert train`; errors go to stderr with exit code 1 (2 for bad arguments).
 pub fn main(args: &TrainArgs) -> ExitCode {
-    exit_code(run(args).and_then(|summary| print_summary(&summary)))
+    exit_code(run(args).and_then(|summary| match summary {
+        Some(summary) => print_summary(&summary),
+        None => Ok(()),
+    }))
+}
+
+/// The job this process joins: `--distributed`, or a launcher's WORLD_SIZE above 1.
+fn join_job(a: &TrainArgs) -> CliResult<Option<DataParallel>> {
+    let world = std::env::var("WORLD_SIZE")
+        .or_else(|_| std::env::var("SLURM_NTASKS"))
+        .ok();
+    let launched = world.as_deref().is_some_and(|w| w.trim() != "1");
+    if !(a.distributed || launched) {
+        return Ok(None);
+    }
+    let env = DistEnv::from_env().map_err(|e| CliError::Usage(e.to_string()))?;
+    let group = ProcessGroup::new(&env, Duration::from_secs(a.ddp_timeout.max(1)))
+        .map_err(CliError::failed)?;
+    Ok(Some(DataParallel::new(group)))
+}
+
+/// `--device cuda` of a data-parallel rank is the GPU of its local rank (torchrun's LOCAL_RANK).
+fn rank_device(device: Device, a: &TrainArgs, dp: Option<&DataParallel>) -> Device {
+    match (device, dp) {
+        (Device::Cuda(0), Some(_)) if a.device == "cuda" => {
+            let local = std::env::var("LOCAL_RANK")
+                .or_else(|_| std::env::var("SLURM_LOCALID"))
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            Device::Cuda(local)
+        }
+        _ => device,
+    }
 }
 
 /// Writes the summary line to stdout. A closed stdout (`convbert train ... | head -0`) ends the
@@ -306,6 +348,7 @@ fn training_args(a: &TrainArgs, device: Device) -> TrainingArgs {
         },
         progress: !a.no_progress,
         resume_from: a.resume_from.clone(),
+        data_parallel: None,
         overwrite_output_dir: a.overwrite_output_dir,
     }
 }
@@ -328,10 +371,13 @@ fn save_vocabulary(tokenizer: &ConvBertTokenizer, output: &Path) -> CliResult {
     std::fs::remove_dir(&tmp).map_err(failed)
 }
 
-fn run(a: &TrainArgs) -> CliResult<String> {
+/// Trains; the summary to print, on rank 0 of a distributed job (and on a single process).
+fn run(a: &TrainArgs) -> CliResult<Option<String>> {
     let task = a.task.task();
-    let device = parse_device(&a.device)?;
-    let args = training_args(a, device);
+    let dp = join_job(a)?;
+    let device = rank_device(parse_device(&a.device)?, a, dp.as_ref());
+    let mut args = training_args(a, device);
+    args.data_parallel = dp.clone();
     args.validate().map_err(usage)?;
     // Before reading data or building the model: a refused directory costs nothing.
     check_output_dir(&args).map_err(usage)?;
@@ -402,6 +448,9 @@ fn run(a: &TrainArgs) -> CliResult<String> {
             TrainError::OutputDirNotEmpty(_) => usage(e),
             other => CliError::failed(other),
         })?;
+    if dp.as_ref().is_some_and(|dp| !dp.is_main()) {
+        return Ok(None);
+    }
     save_vocabulary(&tokenizer, &a.output)?;
     let summary = json!({
         "global_step": out.global_step,
@@ -412,5 +461,5 @@ fn run(a: &TrainArgs) -> CliResult<String> {
         "eval_metrics": out.eval.as_ref().map(|e| e.metrics.clone()),
         "output": a.output,
     });
-    Ok(summary.to_string())
+    Ok(Some(summary.to_string()))
 }

@@ -61,6 +61,18 @@ pub struct TrainerState {
     /// The fp16 loss scaler's state, when training with fp16.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grad_scaler: Option<GradScaler>,
+    /// Processes of a data-parallel run (absent for one): a resumed run needs the same number,
+    /// since each one's share of the data and batches depend on it.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub world_size: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";

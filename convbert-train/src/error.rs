@@ -16,6 +16,12 @@ pub enum TrainError {
     /// An error of a task head (labels, shapes, loading, saving).
     #[error(transparent)]
     Head(#[from] convbert_heads::ConvBertHeadError),
+    /// A torch.distributed error: joining the job, or a collective (a rank died or timed out).
+    #[error("distributed training: {0}")]
+    Distributed(#[from] convbert_distributed::DistError),
+    /// Another rank of a data-parallel job failed; its own error says why.
+    #[error("rank {rank} of the distributed job failed (its output names the problem)")]
+    RankFailed { rank: usize },
     /// A tokenizer error.
     #[error(transparent)]
     Tokenizer(#[from] convbert_tokenizer::TokenizerError),

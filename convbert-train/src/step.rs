@@ -5,6 +5,7 @@
 use tch::Tensor;
 
 use crate::clip::{clip_grad_norm, grad_norm};
+use crate::data_parallel::DataParallel;
 use crate::error::{Result, TrainError};
 use crate::optimizer::AdamW;
 use crate::precision::GradScaler;
@@ -41,6 +42,7 @@ pub fn optimizer_step(
         max_grad_norm,
         step,
         None,
+        None,
         loss_of,
     )
 }
@@ -65,11 +67,13 @@ pub fn optimizer_step_scaled(
         max_grad_norm,
         step,
         Some(scaler),
+        None,
         loss_of,
     )
 }
 
-/// [`optimizer_step`], with loss scaling when `scaler` is given.
+/// [`optimizer_step`], with loss scaling when `scaler` is given, and gradients (and the loss)
+/// averaged over the ranks of `data_parallel` after the last micro-batch.
 pub(crate) fn step_with(
     optimizer: &mut AdamW,
     lr: f64,
@@ -77,6 +81,7 @@ pub(crate) fn step_with(
     max_grad_norm: f64,
     step: usize,
     scaler: Option<&mut GradScaler>,
+    data_parallel: Option<&DataParallel>,
     mut loss_of: impl FnMut(usize) -> Result<Tensor>,
 ) -> Result<StepOutcome> {
     if accumulation == 0 {
@@ -102,6 +107,10 @@ pub(crate) fn step_with(
         total += value;
     }
     let params = optimizer.parameters();
+    if let Some(dp) = data_parallel {
+        // Scaled gradients average like unscaled ones: every rank has the same scale.
+        total = dp.average_gradients(&params, total)?;
+    }
     if let Some(scaler) = &scaler {
         unscale(&params, scaler.scale)?;
     }

@@ -19,6 +19,7 @@ use crate::checkpoint::{load_checkpoint, save_checkpoint, save_final, LogEntry, 
 use crate::collator::Collator;
 use crate::curve::write_curve;
 use crate::data::Dataset;
+use crate::data_parallel::{shard, DataParallel};
 use crate::error::{Result, TrainError};
 use crate::evaluate::{evaluate, EvalResult};
 use crate::model::TaskModel;
@@ -72,6 +73,9 @@ pub struct TrainingArgs {
     pub progress: bool,
     /// A `checkpoint-<step>` directory to resume from (the output directory may then hold files).
     pub resume_from: Option<PathBuf>,
+    /// Train as one rank of a torch.distributed job (see [`DataParallel`]): `train_batch_size`
+    /// is then per process, and only rank 0 writes into `output_dir`.
+    pub data_parallel: Option<DataParallel>,
     /// Let a new run use a non-empty output directory (refused otherwise): the earlier run's
     /// `checkpoint-*` directories, final model (config.json, model.safetensors), train_log.jsonl
     /// and loss_curve.svg are removed first; other files stay. Not with `resume_from`.
@@ -101,6 +105,7 @@ impl Default for TrainingArgs {
             mixed_precision: MixedPrecision::No,
             progress: true,
             resume_from: None,
+            data_parallel: None,
             overwrite_output_dir: false,
         }
     }
@@ -149,9 +154,25 @@ pub fn train(
         tch::set_num_threads(t as i32);
     }
     let out_dir = &args.output_dir;
-    prepare_output_dir(args)?;
+    let dp = args.data_parallel.as_ref();
+    let (rank, world) = dp.map_or((0, 1), |d| (d.rank(), d.world_size()));
+    let main = rank == 0;
+    if let Some(dp) = dp {
+        dp.check_same("train", train.len() as f64)?;
+        dp.check_same("max_steps", args.max_steps.map_or(-1.0, |n| n as f64))?;
+        let prepared = if main {
+            prepare_output_dir(args)
+        } else {
+            Ok(())
+        };
+        dp.all_ok(prepared)?;
+        dp.broadcast_parameters(model.var_store())?;
+    } else {
+        prepare_output_dir(args)?;
+    }
     let accum = args.gradient_accumulation_steps;
-    let per_epoch = train.len().div_ceil(args.train_batch_size);
+    // Micro-batches per epoch of this rank's DistributedSampler shard.
+    let per_epoch = train.len().div_ceil(world).div_ceil(args.train_batch_size);
     let max_steps = args
         .max_steps
         .unwrap_or(args.num_train_epochs * (per_epoch / accum).max(1));
@@ -167,6 +188,7 @@ pub fn train(
         log_history: Vec::new(),
         unlogged_losses: Vec::new(),
         grad_scaler: (args.mixed_precision == MixedPrecision::Fp16).then(GradScaler::default),
+        world_size: world,
     };
     if let Some(dir) = &args.resume_from {
         let saved = load_checkpoint(dir, model, &mut optimizer)?;
@@ -178,6 +200,15 @@ pub fn train(
             return Err(TrainError::Resume {
                 path: dir.clone(),
                 reason,
+            });
+        }
+        if saved.world_size != world {
+            return Err(TrainError::Resume {
+                path: dir.clone(),
+                reason: format!(
+                    "it was saved by a run of {} process(es), this one has {world}: each process's share of the data would differ; resume with WORLD_SIZE={}",
+                    saved.world_size, saved.world_size
+                ),
             });
         }
         state = saved;
@@ -193,12 +224,18 @@ pub fn train(
         history.push_str(&serde_json::to_string(entry)?);
         history.push('\n');
     }
-    write_whole(&log_path, history.as_bytes())?;
-    let mut log_file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&log_path)
-        .map_err(|e| TrainError::io(&log_path, e))?;
-    let bar = (args.progress && std::io::stderr().is_terminal()).then(|| {
+    let mut log_file = if main {
+        write_whole(&log_path, history.as_bytes())?;
+        Some(
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&log_path)
+                .map_err(|e| TrainError::io(&log_path, e))?,
+        )
+    } else {
+        None
+    };
+    let bar = (main && args.progress && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::new(max_steps as u64).with_position(state.global_step as u64);
         if let Ok(style) =
             ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed}<{eta}] {msg}")
@@ -227,15 +264,16 @@ pub fn train(
             let k = step * accum + micro;
             let epoch = k / per_epoch;
             if epoch_cache != Some(epoch) {
-                order = (0..train.len()).collect();
-                order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(
+                let mut all: Vec<usize> = (0..train.len()).collect();
+                all.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(
                     args.seed,
                     1 << 40 | epoch as u64,
                 )));
+                order = shard(&all, rank, world);
                 epoch_cache = Some(epoch);
             }
             let i = k % per_epoch * args.train_batch_size;
-            let picked: Vec<_> = order[i..(i + args.train_batch_size).min(train.len())]
+            let picked: Vec<_> = order[i..(i + args.train_batch_size).min(order.len())]
                 .iter()
                 .map(|&j| &train.examples[j])
                 .collect();
@@ -255,10 +293,13 @@ pub fn train(
             args.max_grad_norm,
             step,
             state.grad_scaler.as_mut(),
+            dp,
             loss_of,
         )?;
         drop(autocast);
         let secs = started.elapsed().as_secs_f64();
+        // Every rank takes as many examples (the sampler pads its shard).
+        let examples = examples * world;
         state.global_step = step + 1;
         state.unlogged_losses.push(outcome.loss);
         all_losses.push(outcome.loss);
@@ -310,10 +351,11 @@ pub fn train(
             last_eval = Some(result);
         }
         if let Some(e) = entry {
-            let line = serde_json::to_string(&e)? + "\n";
-            log_file
-                .write_all(line.as_bytes())
-                .map_err(|err| TrainError::io(&log_path, err))?;
+            if let Some(file) = log_file.as_mut() {
+                let line = serde_json::to_string(&e)? + "\n";
+                file.write_all(line.as_bytes())
+                    .map_err(|err| TrainError::io(&log_path, err))?;
+            }
             if let Some(bar) = &bar {
                 bar.set_message(format!(
                     "loss {:.4} lr {:.2e} {:.1} ex/s",
@@ -324,10 +366,11 @@ pub fn train(
             }
             state.log_history.push(e);
         }
-        if last
-            || args
-                .save_steps
-                .is_some_and(|n| n > 0 && done.is_multiple_of(n))
+        if main
+            && (last
+                || args
+                    .save_steps
+                    .is_some_and(|n| n > 0 && done.is_multiple_of(n)))
         {
             save_checkpoint(out_dir, model, &optimizer, &state, args.save_total_limit)?;
         }
@@ -338,13 +381,23 @@ pub fn train(
     if let Some(bar) = bar {
         bar.finish();
     }
-    save_final(out_dir, model)?;
     let key = last_eval.as_ref().and_then(metric_key);
-    write_curve(
-        &out_dir.join("loss_curve.svg"),
-        &state.log_history,
-        key.as_deref(),
-    )?;
+    let saved = if main {
+        save_final(out_dir, model).and_then(|()| {
+            write_curve(
+                &out_dir.join("loss_curve.svg"),
+                &state.log_history,
+                key.as_deref(),
+            )
+        })
+    } else {
+        Ok(())
+    };
+    // Every rank returns once the final model is on disk (or with rank 0's failure).
+    match dp {
+        Some(dp) => dp.all_ok(saved)?,
+        None => saved?,
+    }
     Ok(TrainOutput {
         global_step: state.global_step,
         train_loss: all_losses.iter().sum::<f64>() / all_losses.len().max(1) as f64,

@@ -1,0 +1,341 @@
+//! `convbert train` as ranks of a torch.distributed job (Gloo over 127.0.0.1): two processes with
+//! per-process batch 4 end on the weights of one process with batch 8, with accumulation and
+//! clipping; only rank 0 writes and prints; resume needs the same world size; a killed rank makes
+//! the other fail within the timeout; torchrun launches the binary as it is.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tch::{Kind, Tensor};
+
+fn free_port() -> String {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port()
+        .to_string()
+}
+
+/// A fresh directory holding the docs/finetune data and its config without dropout (two
+/// processes with half batches would see other dropout masks than one with whole batches).
+fn setup(name: &str) -> PathBuf {
+    let dir = common::tmp(name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).expect("clean");
+    }
+    std::fs::create_dir_all(&dir).expect("dir");
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/finetune");
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(docs.join("config.json")).expect("config"))
+            .expect("json");
+    config["hidden_dropout_prob"] = 0.0.into();
+    config["attention_probs_dropout_prob"] = 0.0.into();
+    std::fs::write(dir.join("config.json"), config.to_string()).expect("write");
+    std::fs::copy(docs.join("train.jsonl"), dir.join("train.jsonl")).expect("copy");
+    dir
+}
+
+fn train_args(dir: &Path, out: &str, batch: usize, extra: &[&str]) -> Vec<String> {
+    let d = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    let mut args: Vec<String> = [
+        "train",
+        "--task",
+        "text-classification",
+        "--config",
+        &d("config.json"),
+        "--train",
+        &d("train.jsonl"),
+        "--output",
+        &d(out),
+        "--batch-size",
+        &batch.to_string(),
+        "--gradient-accumulation-steps",
+        "2",
+        "--max-grad-norm",
+        "0.5",
+        "--learning-rate",
+        "3e-3",
+        "--warmup-ratio",
+        "0.1",
+        "--logging-steps",
+        "1",
+        // Every example cut to 6 tokens: no padding, which ConvBERT's convolution (as in HF) lets
+        // leak into the outputs, so half batches would see other padding than whole ones.
+        "--max-length",
+        "6",
+        "--seed",
+        "7",
+        "--threads",
+        "1",
+        "--no-progress",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// Starts `world` ranks of `convbert args` with the launcher variables torchrun sets.
+fn spawn_ranks(args: &[String], world: usize, timeout: &str) -> Vec<Child> {
+    let port = free_port();
+    (0..world)
+        .map(|rank| {
+            Command::new(env!("CARGO_BIN_EXE_convbert"))
+                .args(args)
+                .args(["--ddp-timeout", timeout])
+                .env("MASTER_ADDR", "127.0.0.1")
+                .env("MASTER_PORT", &port)
+                .env("RANK", rank.to_string())
+                .env("LOCAL_RANK", rank.to_string())
+                .env("WORLD_SIZE", world.to_string())
+                .env("OMP_NUM_THREADS", "1")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn rank")
+        })
+        .collect()
+}
+
+/// Waits for every child, killing all of them past `limit`.
+fn wait_all(children: Vec<Child>, limit: Duration) -> Vec<Output> {
+    let deadline = Instant::now() + limit;
+    let mut children = children;
+    while children
+        .iter_mut()
+        .any(|c| c.try_wait().expect("wait").is_none())
+    {
+        if Instant::now() > deadline {
+            for c in &mut children {
+                let _ = c.kill();
+            }
+            panic!("ranks still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    children
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("output"))
+        .collect()
+}
+
+fn run_ranks(args: &[String], world: usize) -> Vec<Output> {
+    let outs = wait_all(spawn_ranks(args, world, "120"), Duration::from_secs(300));
+    for (rank, o) in outs.iter().enumerate() {
+        assert!(o.status.success(), "rank {rank}: {}", common::stderr(o));
+    }
+    outs
+}
+
+fn weights(dir: &Path) -> Vec<(String, Tensor)> {
+    let mut w = Tensor::read_safetensors(dir.join("model.safetensors")).expect("weights");
+    w.sort_by(|a, b| a.0.cmp(&b.0));
+    w
+}
+
+fn max_weight_diff(a: &Path, b: &Path) -> f64 {
+    let (wa, wb) = (weights(a), weights(b));
+    assert_eq!(wa.len(), wb.len());
+    wa.iter()
+        .zip(&wb)
+        .map(|((na, ta), (nb, tb))| {
+            assert_eq!(na, nb);
+            (ta.to_kind(Kind::Double) - tb.to_kind(Kind::Double))
+                .abs()
+                .max()
+                .double_value(&[])
+        })
+        .fold(0.0, f64::max)
+}
+
+fn log_losses(dir: &Path) -> Vec<(u64, f64)> {
+    std::fs::read_to_string(dir.join("train_log.jsonl"))
+        .expect("log")
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("line"))
+        .filter_map(|v| Some((v["step"].as_u64()?, v["loss"].as_f64()?)))
+        .collect()
+}
+
+#[test]
+fn two_ranks_of_batch_4_end_where_one_process_of_batch_8_ends() {
+    let dir = setup("ddp-equal");
+    let steps = ["--max-steps", "6", "--save-steps", "3"];
+    let single = common::convbert(
+        &train_args(&dir, "single", 8, &steps)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        b"",
+    );
+    assert!(single.status.success(), "{}", common::stderr(&single));
+    let outs = run_ranks(&train_args(&dir, "ddp", 4, &steps), 2);
+    let diff = max_weight_diff(&dir.join("single"), &dir.join("ddp"));
+    assert!(
+        diff < 1e-5,
+        "2 x batch 4 vs 1 x batch 8: weights off by {diff:e}"
+    );
+    // The logged loss is the mean over the ranks: the one process's loss.
+    let (a, b) = (
+        log_losses(&dir.join("single")),
+        log_losses(&dir.join("ddp")),
+    );
+    assert_eq!(a.len(), 6);
+    assert_eq!(
+        a.iter().map(|x| x.0).collect::<Vec<_>>(),
+        b.iter().map(|x| x.0).collect::<Vec<_>>()
+    );
+    for ((step, la), (_, lb)) in a.iter().zip(&b) {
+        assert!((la - lb).abs() < 1e-5, "step {step}: loss {la} vs {lb}");
+    }
+    // Rank 0 prints the summary; rank 1 prints and writes nothing of its own.
+    let summary: Value = serde_json::from_slice(&outs[0].stdout).expect("summary");
+    assert_eq!(summary["global_step"], 6);
+    assert!(
+        outs[1].stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&outs[1].stdout)
+    );
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("ddp/checkpoint-6/trainer_state.json")).expect("state"),
+    )
+    .expect("json");
+    assert_eq!(state["world_size"], 2);
+    println!("2 x batch 4 vs 1 x batch 8: max |diff| weights {diff:.2e}");
+}
+
+#[test]
+fn a_resumed_two_rank_run_ends_where_an_uninterrupted_one_ends_and_needs_two_ranks() {
+    let dir = setup("ddp-resume");
+    let steps = ["--max-steps", "6", "--save-steps", "3"];
+    run_ranks(&train_args(&dir, "straight", 4, &steps), 2);
+    let resumed_dir = dir.join("resumed");
+    std::fs::create_dir_all(resumed_dir.join("checkpoint-3")).expect("dir");
+    for entry in std::fs::read_dir(dir.join("straight/checkpoint-3")).expect("checkpoint") {
+        let entry = entry.expect("entry");
+        std::fs::copy(
+            entry.path(),
+            resumed_dir.join("checkpoint-3").join(entry.file_name()),
+        )
+        .expect("copy");
+    }
+    let checkpoint = resumed_dir
+        .join("checkpoint-3")
+        .to_string_lossy()
+        .into_owned();
+    let mut resume = steps.to_vec();
+    resume.extend(["--resume-from", &checkpoint]);
+    // One process cannot take over a two-process run: its share of the data would differ.
+    let alone = common::convbert(
+        &train_args(&dir, "resumed", 8, &resume)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        b"",
+    );
+    assert_eq!(alone.status.code(), Some(1), "{}", common::stderr(&alone));
+    let err = common::stderr(&alone);
+    assert!(
+        err.contains("2 process(es)") && err.contains("WORLD_SIZE=2"),
+        "{err}"
+    );
+    run_ranks(&train_args(&dir, "resumed", 4, &resume), 2);
+    let diff = max_weight_diff(&dir.join("straight"), &resumed_dir);
+    assert!(
+        diff == 0.0,
+        "resumed vs uninterrupted: weights off by {diff:e}"
+    );
+    assert_eq!(log_losses(&dir.join("straight")), log_losses(&resumed_dir));
+}
+
+#[test]
+fn a_killed_rank_makes_the_other_fail_within_the_timeout() {
+    let dir = setup("ddp-killed");
+    let args = train_args(&dir, "out", 4, &["--max-steps", "100000"]);
+    let mut ranks = spawn_ranks(&args, 2, "20");
+    // Wait until the job trains (rank 0's log has a line), then kill rank 1 as `kill -9` would.
+    let log = dir.join("out/train_log.jsonl");
+    let started = Instant::now();
+    while std::fs::read_to_string(&log).map_or(true, |t| t.is_empty()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the job never started"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ranks[1].kill().expect("kill rank 1");
+    let killed_at = Instant::now();
+    let outs = wait_all(ranks, Duration::from_secs(90));
+    let waited = killed_at.elapsed();
+    assert_eq!(
+        outs[0].status.code(),
+        Some(1),
+        "{}",
+        common::stderr(&outs[0])
+    );
+    let err = common::stderr(&outs[0]);
+    assert!(err.contains("distributed"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        waited < Duration::from_secs(60),
+        "rank 0 took {waited:?} to fail"
+    );
+}
+
+#[test]
+fn torchrun_launches_convbert_train_as_it_is() {
+    let Some(python) = std::env::var_os("CONVBERT_PYTHON") else {
+        eprintln!("CONVBERT_PYTHON is not set: torchrun launch not checked");
+        return;
+    };
+    let torchrun = Path::new(&python).with_file_name("torchrun");
+    if !torchrun.exists() {
+        eprintln!(
+            "no torchrun beside {}: not checked",
+            python.to_string_lossy()
+        );
+        return;
+    }
+    let dir = setup("ddp-torchrun");
+    let steps = ["--max-steps", "4"];
+    let single = common::convbert(
+        &train_args(&dir, "single", 8, &steps)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        b"",
+    );
+    assert!(single.status.success(), "{}", common::stderr(&single));
+    let port = free_port();
+    let child = Command::new(&torchrun)
+        .args([
+            "--nproc_per_node",
+            "2",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            &port,
+        ])
+        .arg("--no-python")
+        .arg(env!("CARGO_BIN_EXE_convbert"))
+        .args(train_args(&dir, "ddp", 4, &steps))
+        .env("OMP_NUM_THREADS", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("torchrun");
+    let out = wait_all(vec![child], Duration::from_secs(300)).remove(0);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let diff = max_weight_diff(&dir.join("single"), &dir.join("ddp"));
+    assert!(
+        diff < 1e-5,
+        "torchrun 2 x batch 4 vs 1 x batch 8: weights off by {diff:e}"
+    );
+}
