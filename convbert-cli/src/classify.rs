@@ -4,9 +4,7 @@
 use clap::{Args, ValueEnum};
 use convbert_pipelines::{ScoreFunction, TextClassificationPipeline, TextInput};
 
-use crate::common::{
-    parse_json, run_jsonl, warn, CliResult, IoArgs, JsonlSink, ModelArgs, TruncationArgs,
-};
+use crate::common::{parse_json, run_jsonl, warn, CliResult, IoArgs, ModelArgs, TruncationArgs};
 
 /// `--function`: how logits become scores.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -42,7 +40,7 @@ pub struct ClassifyArgs {
 pub fn run(args: &ClassifyArgs) -> CliResult {
     let options = args.model.options()?;
     // Before the model loads: an unwritable --output fails first.
-    let sink = JsonlSink::new(args.io.writer()?);
+    let sink = args.io.sink()?;
     let pipe = TextClassificationPipeline::from_pretrained(args.model.model(), options)?
         .with_truncation(args.truncation.truncation())
         .map_err(TruncationArgs::refused)?;

@@ -14,6 +14,7 @@ use tch::{Device, Kind};
 pub use crate::lines::{Line, LineReader};
 pub use crate::output::{Output, OutputFile};
 pub use crate::report::{exit_code, progress, say, write_error, CliError, CliResult};
+use crate::shard::{self, Shard, ShardArgs};
 
 impl From<convbert_pipelines::PipelineError> for CliError {
     fn from(e: convbert_pipelines::PipelineError) -> Self {
@@ -217,6 +218,8 @@ pub struct IoArgs {
     /// stdout)
     #[arg(long, short)]
     pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub shard: ShardArgs,
 }
 
 impl IoArgs {
@@ -235,6 +238,13 @@ impl IoArgs {
             _ => Output::Stdout(BufWriter::new(std::io::stdout())),
         })
     }
+
+    /// The JSON Lines sink of [`run_jsonl`], for this process's `--shard` (resolved now, so a
+    /// bad `--shard auto` fails before the model loads).
+    pub fn sink(&self) -> CliResult<JsonlSink> {
+        let shard = self.shard.shard()?;
+        Ok(JsonlSink::new(self.writer()?, shard))
+    }
 }
 
 /// Parses a JSON Lines input line into `T`, with the line number in the error.
@@ -244,14 +254,20 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(line: &Line) -> Result<T, Stri
 
 /// Writes results in input order; a failed line becomes `{"error", "line"}` here and a message
 /// on stderr. Returns an error (exit 1) when any line failed, after writing all the others.
+/// With a shard, rows carry their line numbers and a footer ends the output (see shard.rs).
 pub struct JsonlSink {
     out: Output,
     failed: usize,
+    shard: Option<Shard>,
 }
 
 impl JsonlSink {
-    pub fn new(out: Output) -> Self {
-        Self { out, failed: 0 }
+    pub fn new(out: Output, shard: Option<Shard>) -> Self {
+        Self {
+            out,
+            failed: 0,
+            shard,
+        }
     }
 
     pub fn write<T: Serialize>(&mut self, line: usize, result: Result<T, String>) -> CliResult {
@@ -263,11 +279,19 @@ impl JsonlSink {
                 serde_json::json!({"error": e, "line": line})
             }
         };
-        writeln!(self.out, "{value}").map_err(|e| write_error(e, "output"))
+        match self.shard {
+            None => writeln!(self.out, "{value}"),
+            Some(_) => shard::write_result(&mut self.out, line, value),
+        }
+        .map_err(|e| write_error(e, "output"))
     }
 
-    /// Flushes stdout or commits the output file (also when some lines failed: their rows say so).
-    pub fn finish(self) -> CliResult {
+    /// Flushes stdout or commits the output file (also when some lines failed: their rows say
+    /// so); a shard's output first gets its footer, with the `lines` read in all.
+    pub fn finish(mut self, lines: usize) -> CliResult {
+        if let Some(s) = self.shard {
+            shard::write_footer(&mut self.out, s, lines).map_err(|e| write_error(e, "output"))?;
+        }
         self.out.finish()?;
         match self.failed {
             0 => Ok(()),
@@ -329,9 +353,10 @@ where
     P: Fn(&Line) -> Result<I, String>,
     R: FnMut(&[I]) -> CliResult<Vec<Result<O, E>>>,
 {
-    let mut lines = io.lines()?;
+    let mut lines = io.lines()?.shard(sink.shard);
     let bar = progress((!io.texts.is_empty()).then_some(io.texts.len()));
     loop {
+        let read = lines.count();
         let chunk = lines.next_chunk(chunk_size(batch_size))?;
         if chunk.is_empty() {
             break;
@@ -362,11 +387,11 @@ where
             sink.write(number, result)?;
         }
         if let Some(bar) = &bar {
-            bar.inc(chunk.len() as u64);
+            bar.inc((lines.count() - read) as u64);
         }
     }
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    sink.finish()
+    sink.finish(lines.count())
 }

@@ -4,7 +4,7 @@
 //! file (`-o FILE`, or stdout with `--format safetensors`): `embeddings` (N, D) f32 for
 //! `--pooling cls|mean`, or `last_hidden_state.<i>` (L_i, D) per line for `--pooling none`;
 //! `line_numbers` (N,) int64 maps rows to input lines (bad lines are reported on stderr and left
-//! out).
+//! out). With `--shard`, the file's metadata also names the shard (see shard.rs).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,9 +14,10 @@ use convbert_pipelines::{FeatureExtractionPipeline, Pooling};
 use tch::Tensor;
 
 use crate::common::{
-    chunk_size, progress, run_jsonl, say, write_error, CliError, CliResult, IoArgs, JsonlSink,
-    ModelArgs, OutputFile, TruncationArgs,
+    chunk_size, progress, run_jsonl, say, write_error, CliError, CliResult, IoArgs, ModelArgs,
+    OutputFile, TruncationArgs,
 };
+use crate::shard::{Shard, ShardArgs};
 
 /// `--pooling` values.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -56,6 +57,8 @@ pub struct EmbedArgs {
     /// Output format [default: jsonl to stdout, safetensors to a file]
     #[arg(long, value_enum)]
     pub format: Option<EmbedFormat>,
+    #[command(flatten)]
+    pub shard: ShardArgs,
 }
 
 impl EmbedArgs {
@@ -77,6 +80,7 @@ impl EmbedArgs {
             input: self.input.clone(),
             jsonl: false,
             output: self.file().map(Path::to_path_buf),
+            shard: self.shard.clone(),
         }
     }
 }
@@ -102,9 +106,10 @@ fn row(t: &Tensor, pooling: Pooling) -> Result<Row, String> {
 pub fn run(args: &EmbedArgs) -> CliResult {
     let options = args.model.options()?;
     let io = args.io();
+    let shard = args.shard.shard()?;
     // Before the model loads and computes: an unwritable --output fails first.
     let (sink, output) = match (args.format(), args.file()) {
-        (EmbedFormat::Jsonl, _) => (Some(JsonlSink::new(io.writer()?)), None),
+        (EmbedFormat::Jsonl, _) => (Some(io.sink()?), None),
         (EmbedFormat::Safetensors, Some(path)) => (None, Some(OutputFile::create(path)?)),
         (EmbedFormat::Safetensors, None) => (None, None),
     };
@@ -135,10 +140,11 @@ pub fn run(args: &EmbedArgs) -> CliResult {
             },
         );
     }
-    let mut lines = io.lines()?;
+    let mut lines = io.lines()?.shard(shard);
     let bar = progress((!io.texts.is_empty()).then_some(io.texts.len()));
     let (mut rows, mut numbers, mut failed) = (Vec::new(), Vec::new(), 0usize);
     loop {
+        let read = lines.count();
         let chunk = lines.next_chunk(chunk_size(args.model.batch_size))?;
         if chunk.is_empty() {
             break;
@@ -172,7 +178,7 @@ pub fn run(args: &EmbedArgs) -> CliResult {
             }
         }
         if let Some(bar) = &bar {
-            bar.inc(chunk.len() as u64);
+            bar.inc((lines.count() - read) as u64);
         }
     }
     if let Some(bar) = bar {
@@ -196,15 +202,15 @@ pub fn run(args: &EmbedArgs) -> CliResult {
             named.push(("embeddings".into(), stacked));
         }
     }
+    let sharded = shard.map(|s| (s, lines.count()));
     match output {
         Some(output) => {
-            let name = output.write_path().to_path_buf();
-            Tensor::write_safetensors(&named, &name).map_err(|e| {
-                CliError::Failed(format!("cannot write {}: {e}", output_name(args)))
-            })?;
+            write_file(&named, output.write_path(), sharded)
+                .map_err(|e| format!("cannot write {}: {e}", output_name(args)))
+                .map_err(CliError::Failed)?;
             output.commit()?;
         }
-        None => safetensors_to_stdout(&named)?,
+        None => safetensors_to_stdout(&named, sharded)?,
     }
     match failed {
         0 => Ok(()),
@@ -219,11 +225,56 @@ fn output_name(args: &EmbedArgs) -> String {
         .map_or_else(|| "stdout".into(), |p| p.display().to_string())
 }
 
+/// The .safetensors file: libtorch's, or for a shard (with the input lines read in all) one
+/// whose metadata names the shard, for `convbert merge`.
+fn write_file(
+    named: &[(String, Tensor)],
+    path: &Path,
+    shard: Option<(Shard, usize)>,
+) -> Result<(), String> {
+    let Some((shard, lines)) = shard else {
+        return Tensor::write_safetensors(named, path).map_err(|e| e.to_string());
+    };
+    let mut data = Vec::with_capacity(named.len());
+    for (name, t) in named {
+        // The bytes and dtype libtorch's writer would store.
+        let t = t.to_device(tch::Device::Cpu).contiguous();
+        let dtype = match t.kind() {
+            tch::Kind::Int64 => safetensors::Dtype::I64,
+            tch::Kind::Float => safetensors::Dtype::F32,
+            tch::Kind::Half => safetensors::Dtype::F16,
+            tch::Kind::BFloat16 => safetensors::Dtype::BF16,
+            other => return Err(format!("{name}: unexpected dtype {other:?}")),
+        };
+        let numel = t.numel();
+        let mut bytes = vec![0u8; numel * t.kind().elt_size_in_bytes()];
+        t.f_copy_data_u8(&mut bytes, numel)
+            .map_err(|e| e.to_string())?;
+        let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
+        data.push((name.clone(), dtype, shape, bytes));
+    }
+    let mut views = Vec::with_capacity(data.len());
+    for (name, dtype, shape, bytes) in &data {
+        let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
+            .map_err(|e| e.to_string())?;
+        views.push((name.clone(), view));
+    }
+    let metadata = [
+        ("shard", shard.index),
+        ("shards", shard.count),
+        ("lines", lines),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    safetensors::serialize_to_file(views, Some(metadata), path).map_err(|e| e.to_string())
+}
+
 /// libtorch writes safetensors to a path: a temporary file, then its bytes to stdout.
-fn safetensors_to_stdout(named: &[(String, Tensor)]) -> CliResult {
+fn safetensors_to_stdout(named: &[(String, Tensor)], shard: Option<(Shard, usize)>) -> CliResult {
     let tmp = tempfile::NamedTempFile::new()
         .map_err(|e| CliError::Failed(format!("cannot create a temporary file: {e}")))?;
-    Tensor::write_safetensors(named, tmp.path())
+    write_file(named, tmp.path(), shard)
         .map_err(|e| CliError::Failed(format!("cannot write stdout: {e}")))?;
     let bytes = std::fs::read(tmp.path())
         .map_err(|e| CliError::Failed(format!("cannot read {}: {e}", tmp.path().display())))?;

@@ -6,7 +6,7 @@ use clap::Args;
 use convbert_pipelines::FillMaskPipeline;
 
 use crate::common::{
-    one_or_list, run_jsonl, text_of, warn, CliResult, IoArgs, JsonlSink, ModelArgs, TruncationArgs,
+    one_or_list, run_jsonl, text_of, warn, CliResult, IoArgs, ModelArgs, TruncationArgs,
 };
 
 /// Arguments of `convbert fill-mask`.
@@ -31,7 +31,7 @@ pub struct FillMaskArgs {
 pub fn run(args: &FillMaskArgs) -> CliResult {
     let options = args.model.options()?;
     // Before the model loads: an unwritable --output fails first.
-    let sink = JsonlSink::new(args.io.writer()?);
+    let sink = args.io.sink()?;
     let pipe = FillMaskPipeline::from_pretrained(args.model.model(), options)?
         .with_truncation(args.truncation.truncation())
         .map_err(TruncationArgs::refused)?;

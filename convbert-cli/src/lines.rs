@@ -8,6 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use crate::report::{CliError, CliResult};
+use crate::shard::Shard;
 
 /// One input with its 1-based line number (argument position for arguments).
 pub struct Line {
@@ -49,6 +50,7 @@ pub struct LineReader {
     name: String,
     number: usize,
     keep_cr: bool,
+    shard: Option<Shard>,
     buf: Vec<u8>,
 }
 
@@ -84,6 +86,7 @@ impl LineReader {
             name,
             number: 0,
             keep_cr: false,
+            shard: None,
             buf: Vec::new(),
         }
     }
@@ -94,13 +97,31 @@ impl LineReader {
         self
     }
 
-    /// Lines read so far.
+    /// Only the lines of `shard` (all for `None`), still numbered as in the whole input: the
+    /// others are read and counted, and never reported.
+    pub fn shard(mut self, shard: Option<Shard>) -> Self {
+        self.shard = shard;
+        self
+    }
+
+    /// Lines read so far, the other shards' included.
     pub fn count(&self) -> usize {
         self.number
     }
 
-    /// The next line, `None` at the end; an error only when the input cannot be read.
+    /// The next line (of the shard), `None` at the end; an error only when the input cannot be
+    /// read.
     pub fn next_line(&mut self) -> CliResult<Option<LineResult>> {
+        loop {
+            let line = self.read_line()?;
+            match (&line, self.shard) {
+                (Some(_), Some(shard)) if !shard.takes(self.number) => continue,
+                _ => return Ok(line),
+            }
+        }
+    }
+
+    fn read_line(&mut self) -> CliResult<Option<LineResult>> {
         let reader = match &mut self.source {
             Source::Args(args) => {
                 return Ok(args.next().map(|text| {

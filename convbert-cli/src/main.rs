@@ -8,10 +8,12 @@
 // Shared with convbert-torch, which uses all of them.
 #[allow(dead_code)]
 mod lines;
+mod merge;
 #[allow(dead_code)]
 mod output;
 #[allow(dead_code)]
 mod report;
+mod shard;
 mod tokenize;
 mod tokenize_stream;
 mod torch_bin;
@@ -30,7 +32,8 @@ struct Cli {
 }
 
 /// The subcommands in the order and with the one-line descriptions of `convbert-torch` (a test
-/// checks both `--help` outputs are equal); all but `tokenize` are run by `convbert-torch`.
+/// checks both `--help` outputs are equal); all but `tokenize` and `merge` are run by
+/// `convbert-torch`.
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Tokenize text lines (BERT WordPiece; embedded bert-base-uncased by default)
@@ -55,6 +58,8 @@ enum Command {
     Serve(Forwarded),
     /// Train a task head (HF Trainer parity): classification, NER, QA, multiple choice, MLM
     Train(Forwarded),
+    /// Join the outputs of `--shard I/N` runs into the output of one unsharded run
+    Merge(merge::MergeArgs),
 }
 
 /// The arguments of a model subcommand, untouched: `convbert-torch` parses them (and prints the
@@ -69,11 +74,14 @@ struct Forwarded {
 fn main() -> ExitCode {
     let argv: Vec<OsString> = std::env::args_os().collect();
     // `convbert help fill-mask` is the model subcommand's full help: convbert-torch's.
-    if argv.get(1).is_some_and(|a| a == "help") && argv.get(2).is_some_and(|a| a != "tokenize") {
+    if argv.get(1).is_some_and(|a| a == "help")
+        && argv.get(2).is_some_and(|a| a != "tokenize" && a != "merge")
+    {
         return torch_bin::exec(&argv);
     }
     match Cli::parse_from(&argv).command {
         Command::Tokenize(args) => tokenize::main(&args),
+        Command::Merge(args) => merge::main(&args),
         _ => torch_bin::exec(&argv),
     }
 }

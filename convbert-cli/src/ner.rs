@@ -5,9 +5,7 @@
 use clap::{Args, ValueEnum};
 use convbert_pipelines::{AggregationStrategy, TokenClassificationPipeline};
 
-use crate::common::{
-    run_jsonl, text_of, warn, CliResult, IoArgs, JsonlSink, ModelArgs, TruncationArgs,
-};
+use crate::common::{run_jsonl, text_of, warn, CliResult, IoArgs, ModelArgs, TruncationArgs};
 
 /// `--aggregation` values, HF's names.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -50,7 +48,7 @@ pub struct NerArgs {
 pub fn run(args: &NerArgs) -> CliResult {
     let options = args.model.options()?;
     // Before the model loads: an unwritable --output fails first.
-    let sink = JsonlSink::new(args.io.writer()?);
+    let sink = args.io.sink()?;
     let pipe = TokenClassificationPipeline::from_pretrained(args.model.model(), options)?
         .with_truncation(args.truncation.truncation())
         .map_err(TruncationArgs::refused)?;

@@ -6,7 +6,7 @@ use clap::Args;
 use convbert_pipelines::{QaInput, QaOptions, QuestionAnsweringPipeline};
 
 use crate::common::{
-    one_or_list, parse_json, run_jsonl, warn, CliError, CliResult, IoArgs, JsonlSink, ModelArgs,
+    one_or_list, parse_json, run_jsonl, warn, CliError, CliResult, IoArgs, ModelArgs,
 };
 
 /// Arguments of `convbert qa`.
@@ -47,7 +47,7 @@ pub fn run(args: &QaArgs) -> CliResult {
     }
     let options = args.model.options()?;
     // Before the model loads: an unwritable --output fails first.
-    let sink = JsonlSink::new(args.io.writer()?);
+    let sink = args.io.sink()?;
     let pipe = QuestionAnsweringPipeline::from_pretrained(args.model.model(), options)?;
     warn(pipe.warnings());
     let opts = QaOptions {

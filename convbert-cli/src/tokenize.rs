@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use crate::lines::{count_lines, BadLine, LineReader};
 use crate::output::OutputFile;
 use crate::report::{exit_code, progress, say, write_error, CliError};
+use crate::shard::{self, Shard, ShardArgs};
 use crate::tokenize_stream::{self, Job};
 
 /// Output format.
@@ -86,6 +87,8 @@ pub struct TokenizeArgs {
     /// Output file of --format safetensors (written whole, or not at all).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub shard: ShardArgs,
 }
 
 /// The tokenizer of `--fast` or not.
@@ -243,6 +246,15 @@ fn run(args: &TokenizeArgs) -> Result<(), CliError> {
                 .into(),
         ));
     }
+    let shard = args.shard.shard()?;
+    if shard.is_some() && args.format == Format::Safetensors {
+        // Its rows are padded to the longest line of the run: shards could not be joined.
+        return Err(CliError::Usage(
+            "--shard does not combine with --format safetensors: tokenize sharded as ids, \
+             tokens or json"
+                .into(),
+        ));
+    }
     let tok = Tok::load(args).map_err(CliError::Failed)?;
     if let Some(path) = &args.output {
         return write_safetensors(args, &tok, path);
@@ -256,6 +268,7 @@ fn run(args: &TokenizeArgs) -> Result<(), CliError> {
             tok,
             opts: options(args),
             format: args.format,
+            shard,
         };
         return match tokenize_stream::run(job, args.input.as_deref(), threads)? {
             // Each bad line has had its message; the others were written.
@@ -267,7 +280,8 @@ fn run(args: &TokenizeArgs) -> Result<(), CliError> {
         LineReader::from_args(args.texts.clone())
     } else {
         LineReader::open(args.input.as_deref())?.keep_cr()
-    };
+    }
+    .shard(shard);
     let mut pairs = match &args.pair_with {
         Some(p) => {
             // When both counts are known up front, a mismatch fails before any output.
@@ -281,7 +295,7 @@ fn run(args: &TokenizeArgs) -> Result<(), CliError> {
                     return Err(mismatch(b, a));
                 }
             }
-            Some(LineReader::open(Some(p))?.keep_cr())
+            Some(LineReader::open(Some(p))?.keep_cr().shard(shard))
         }
         None => None,
     };
@@ -306,6 +320,12 @@ fn run(args: &TokenizeArgs) -> Result<(), CliError> {
             }
         }
         if block.is_empty() {
+            // Within a shard, lines past the last taken one still count.
+            if let Some(p) = &pairs {
+                if p.count() != lines.count() {
+                    return Err(mismatch(p.count(), lines.count()));
+                }
+            }
             break;
         }
         // A row encodes when its text (and its pair) is UTF-8; else its first bad line is reported.
@@ -328,10 +348,15 @@ fn run(args: &TokenizeArgs) -> Result<(), CliError> {
             .install(|| tok.encode(&texts, pair_texts.as_deref(), &opts))
             .map_err(CliError::Failed)?;
         let mut encs = encs.iter();
-        for row in &rows {
+        // The block's rows, then written at once.
+        let mut buf = Vec::with_capacity(block.len() * 32);
+        for (row, line) in rows.iter().zip(&block) {
+            let number = line.as_ref().map_or_else(|bad| bad.number, |l| l.number);
             let written = match row {
                 Ok(_) => match encs.next() {
-                    Some(enc) => write_row(&mut out, &tok, enc, args.format),
+                    Some(enc) => write_line(&mut buf, shard, number, args.format, |o| {
+                        write_row(o, &tok, enc, args.format)
+                    }),
                     None => return Err(CliError::Failed("tokenizer returned too few rows".into())),
                 },
                 Err(bad) => {
@@ -340,17 +365,23 @@ fn run(args: &TokenizeArgs) -> Result<(), CliError> {
                         "error: {}: invalid UTF-8 on line {} (byte {} of the line)",
                         bad.source, bad.number, bad.byte
                     ));
-                    write_bad(&mut out, bad, args.format)
+                    write_line(&mut buf, shard, number, args.format, |o| {
+                        write_bad(o, bad, args.format)
+                    })
                 }
             };
             written.map_err(|e| write_error(e, "stdout"))?;
         }
+        out.write_all(&buf).map_err(|e| write_error(e, "stdout"))?;
         if let Some(bar) = &bar {
             bar.inc(block.len() as u64);
         }
     }
     if let Some(bar) = bar {
         bar.finish_and_clear();
+    }
+    if let Some(s) = shard {
+        shard::write_footer(&mut out, s, lines.count()).map_err(|e| write_error(e, "stdout"))?;
     }
     out.flush().map_err(|e| write_error(e, "stdout"))?;
     if failed {
@@ -457,6 +488,22 @@ fn mismatch(pairs: usize, inputs: usize) -> CliError {
     CliError::Usage(format!(
         "--pair-with has {pairs} lines but the input has {inputs}"
     ))
+}
+
+/// Line `line`'s row, formatted by `row`: as is, or numbered for a shard (see shard.rs).
+pub fn write_line(
+    out: &mut Vec<u8>,
+    shard: Option<Shard>,
+    line: usize,
+    format: Format,
+    row: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    if shard.is_none() {
+        return row(out);
+    }
+    let mut bytes = Vec::new();
+    row(&mut bytes)?;
+    shard::write_row(out, line, &bytes, format == Format::Json)
 }
 
 /// The output row of a line that is not UTF-8: an `{"error", "line"}` object in JSON (as the model

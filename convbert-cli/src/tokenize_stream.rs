@@ -3,7 +3,8 @@
 //! block and format its rows, and the calling thread writes the blocks in input order. Reading,
 //! tokenizing and writing overlap, memory stays flat (a few blocks in flight), and the output is
 //! byte for byte that of the line-by-line path (`keep_cr` lines, a first-line BOM dropped, a line
-//! that is not UTF-8 reported alone).
+//! that is not UTF-8 reported alone). With `--shard`, the workers skip the other shards' lines
+//! and number their rows, and the footer counts every line read.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -16,7 +17,8 @@ use convbert_tokenizer::EncodeOptions;
 
 use crate::lines::BadLine;
 use crate::report::{progress, say, write_error, CliError, CliResult};
-use crate::tokenize::{write_bad, write_row, Format, Tok};
+use crate::shard::{self, Shard};
+use crate::tokenize::{write_bad, write_line, write_row, Format, Tok};
 
 /// Input bytes per block: large enough that the per-block hand-offs cost nothing, small enough
 /// that a few blocks in flight stay in the caches.
@@ -44,6 +46,7 @@ pub struct Job {
     pub tok: Tok,
     pub opts: EncodeOptions,
     pub format: Format,
+    pub shard: Option<Shard>,
 }
 
 /// Tokenizes the lines of `input` (stdin for `None` or `"-"`) with `threads` workers; `Ok(true)`
@@ -59,6 +62,7 @@ pub fn run(job: Job, input: Option<&Path>, threads: usize) -> CliResult<bool> {
         ),
         _ => (Box::new(std::io::stdin()), "stdin".to_string()),
     };
+    let shard = job.shard;
     let job = Arc::new(job);
     let name = Arc::new(name);
     let (block_tx, block_rx) = mpsc::sync_channel::<Block>(2 * threads);
@@ -83,7 +87,7 @@ pub fn run(job: Job, input: Option<&Path>, threads: usize) -> CliResult<bool> {
     // freed: the process ends right after, and freeing its tables would cost more than a whole
     // short run's tokenizing.
     std::mem::forget(job);
-    write_in_order(&rows_rx)
+    write_in_order(&rows_rx, shard)
 }
 
 /// Sends the input's blocks, each ending at a line end (the last one at the end of the input);
@@ -189,10 +193,15 @@ fn tokenize_block(job: &Job, name: &str, first_line: usize, block: &[u8]) -> Res
             line = line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(line);
         }
         rows.lines += 1;
+        if job.shard.is_some_and(|s| !s.takes(number)) {
+            continue;
+        }
         match std::str::from_utf8(line) {
             Ok(text) => {
                 let enc = job.tok.encode_one(text, &job.opts)?;
-                write_row(&mut rows.out, &job.tok, &enc, job.format)
+                write_line(&mut rows.out, job.shard, number, job.format, |o| {
+                    write_row(o, &job.tok, &enc, job.format)
+                })
             }
             Err(e) => {
                 let bad = BadLine {
@@ -200,7 +209,9 @@ fn tokenize_block(job: &Job, name: &str, first_line: usize, block: &[u8]) -> Res
                     source: name.to_string(),
                     byte: e.valid_up_to(),
                 };
-                let written = write_bad(&mut rows.out, &bad, job.format);
+                let written = write_line(&mut rows.out, job.shard, number, job.format, |o| {
+                    write_bad(o, &bad, job.format)
+                });
                 rows.bad.push(bad);
                 written
             }
@@ -210,12 +221,16 @@ fn tokenize_block(job: &Job, name: &str, first_line: usize, block: &[u8]) -> Res
     Ok(rows)
 }
 
-/// Writes the rows to stdout in block order; `Ok(true)` when some lines were bad.
-fn write_in_order(rx: &Receiver<(usize, Result<Rows, String>)>) -> CliResult<bool> {
+/// Writes the rows to stdout in block order, then a shard's footer; `Ok(true)` when some lines
+/// were bad.
+fn write_in_order(
+    rx: &Receiver<(usize, Result<Rows, String>)>,
+    shard: Option<Shard>,
+) -> CliResult<bool> {
     let bar = progress(None);
     let mut out = std::io::stdout().lock();
     let mut waiting = BTreeMap::new();
-    let (mut next, mut failed) = (0, false);
+    let (mut next, mut failed, mut lines) = (0, false, 0);
     for (index, rows) in rx {
         waiting.insert(index, rows);
         while let Some(rows) = waiting.remove(&next) {
@@ -232,11 +247,15 @@ fn write_in_order(rx: &Receiver<(usize, Result<Rows, String>)>) -> CliResult<boo
             if let Some(bar) = &bar {
                 bar.inc(rows.lines as u64);
             }
+            lines += rows.lines;
             next += 1;
         }
     }
     if let Some(bar) = bar {
         bar.finish_and_clear();
+    }
+    if let Some(s) = shard {
+        shard::write_footer(&mut out, s, lines).map_err(|e| write_error(e, "stdout"))?;
     }
     out.flush().map_err(|e| write_error(e, "stdout"))?;
     Ok(failed)

@@ -13,11 +13,13 @@ mod embed;
 mod fill_mask;
 mod forward;
 mod lines;
+mod merge;
 mod ner;
 mod output;
 mod qa;
 mod report;
 mod serve;
+mod shard;
 mod tokenize;
 mod tokenize_stream;
 mod train;
@@ -42,6 +44,8 @@ enum Command {
     Model(commands::ModelCommand),
     /// Train a task head (HF Trainer parity): classification, NER, QA, multiple choice, MLM
     Train(Box<train::TrainArgs>),
+    /// Join the outputs of `--shard I/N` runs into the output of one unsharded run
+    Merge(merge::MergeArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,5 +53,6 @@ fn main() -> ExitCode {
         Command::Tokenize(args) => tokenize::main(&args),
         Command::Model(cmd) => cmd.run(),
         Command::Train(args) => train::main(&args),
+        Command::Merge(args) => merge::main(&args),
     }
 }
