@@ -46,7 +46,7 @@ fn unwritable_output_fails_before_the_model_loads() {
     // A model that does not exist: had it been loaded first, its error would be the one shown.
     let model = d.join("no-such-model");
     let (m, missing, under_file, d_) = (s(&model), s(&missing), s(&under_file), s(&d));
-    let cases: [(Vec<&str>, &str); 8] = [
+    let cases: [(Vec<&str>, &str); 9] = [
         (vec!["embed", "--model", m, "-o", missing, "x"], missing),
         (
             vec!["embed", "--model", m, "-o", under_file, "x"],
@@ -63,6 +63,10 @@ fn unwritable_output_fails_before_the_model_loads() {
             under_file,
         ),
         (vec!["ner", "--model", m, "-o", missing, "x"], missing),
+        (
+            vec!["tokenize", "--format", "safetensors", "-o", under_file, "x"],
+            under_file,
+        ),
         (
             vec!["qa", "--model", m, "-q", "why?", "-o", missing, "x"],
             missing,
@@ -162,8 +166,9 @@ const BAD: &[u8] =
 
 #[test]
 fn invalid_utf8_fails_its_line_only_in_every_jsonl_subcommand() {
-    let cases: [(&str, Vec<&str>); 4] = [
+    let cases: [(&str, Vec<&str>); 5] = [
         ("fill-mask", vec![]),
+        ("embed", vec![]),
         ("classify", vec!["--model", "pipelines/models/seqcls"]),
         ("ner", vec!["--model", "pipelines/models/tokcls"]),
         (
