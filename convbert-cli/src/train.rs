@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use convbert_distributed::{DistEnv, ProcessGroup};
+use convbert_distributed::{Backend, DistEnv, ProcessGroup};
 use convbert_model::{checkpoint, ConvBertConfig};
 use convbert_tokenizer::{ConvBertTokenizer, TokenizerConfig};
 use convbert_train::data::{read_dataset, DataOptions, Task};
@@ -147,6 +147,10 @@ pub struct TrainArgs {
     /// WORLD_SIZE > 1 (torchrun, srun, PyTorchJob) this is implied. --batch-size is per process
     #[arg(long)]
     distributed: bool,
+    /// torch.distributed backend: gloo (CPU tensors; CUDA gradients go through host memory) or
+    /// nccl (CUDA, builds with the `nccl` feature); default nccl on CUDA where built, else gloo
+    #[arg(long, value_enum)]
+    ddp_backend: Option<DdpBackend>,
     /// Seconds a rank waits for the others (rendezvous, every all-reduce) before failing
     #[arg(long, default_value_t = 1800)]
     ddp_timeout: u64,
@@ -185,8 +189,35 @@ pub fn main(args: &TrainArgs) -> ExitCode {
     }))
 }
 
+/// `--ddp-backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DdpBackend {
+    Gloo,
+    Nccl,
+}
+
+/// The c10d backend of `--ddp-backend` (or the device's default).
+fn backend(a: &TrainArgs, cuda: bool) -> CliResult<Backend> {
+    match (a.ddp_backend, cuda) {
+        (Some(DdpBackend::Gloo), _) => Ok(Backend::Gloo),
+        #[cfg(feature = "nccl")]
+        (Some(DdpBackend::Nccl), true) | (None, true) => Ok(Backend::Nccl),
+        #[cfg(feature = "nccl")]
+        (Some(DdpBackend::Nccl), false) => Err(CliError::Usage(
+            "--ddp-backend nccl needs --device cuda".into(),
+        )),
+        #[cfg(not(feature = "nccl"))]
+        (Some(DdpBackend::Nccl), _) => Err(CliError::Usage(
+            "--ddp-backend nccl: this convbert was built without NCCL (cargo feature `nccl` of \
+             convbert-cli); use --ddp-backend gloo"
+                .into(),
+        )),
+        (None, _) => Ok(Backend::Gloo),
+    }
+}
+
 /// The job this process joins: `--distributed`, or a launcher's WORLD_SIZE above 1.
-fn join_job(a: &TrainArgs) -> CliResult<Option<DataParallel>> {
+fn join_job(a: &TrainArgs, cuda: bool) -> CliResult<Option<DataParallel>> {
     let world = std::env::var("WORLD_SIZE")
         .or_else(|_| std::env::var("SLURM_NTASKS"))
         .ok();
@@ -194,9 +225,10 @@ fn join_job(a: &TrainArgs) -> CliResult<Option<DataParallel>> {
     if !(a.distributed || launched) {
         return Ok(None);
     }
+    let backend = backend(a, cuda)?;
     let env = DistEnv::from_env().map_err(|e| CliError::Usage(e.to_string()))?;
-    let group = ProcessGroup::new(&env, Duration::from_secs(a.ddp_timeout.max(1)))
-        .map_err(CliError::failed)?;
+    let timeout = Duration::from_secs(a.ddp_timeout.max(1));
+    let group = ProcessGroup::with_backend(&env, backend, timeout).map_err(CliError::failed)?;
     Ok(Some(DataParallel::new(group)))
 }
 
@@ -374,8 +406,9 @@ fn save_vocabulary(tokenizer: &ConvBertTokenizer, output: &Path) -> CliResult {
 /// Trains; the summary to print, on rank 0 of a distributed job (and on a single process).
 fn run(a: &TrainArgs) -> CliResult<Option<String>> {
     let task = a.task.task();
-    let dp = join_job(a)?;
-    let device = rank_device(parse_device(&a.device)?, a, dp.as_ref());
+    let device = parse_device(&a.device)?;
+    let dp = join_job(a, device.is_cuda())?;
+    let device = rank_device(device, a, dp.as_ref());
     let mut args = training_args(a, device);
     args.data_parallel = dp.clone();
     args.validate().map_err(usage)?;

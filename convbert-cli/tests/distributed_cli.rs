@@ -339,3 +339,29 @@ fn torchrun_launches_convbert_train_as_it_is() {
         "torchrun 2 x batch 4 vs 1 x batch 8: weights off by {diff:e}"
     );
 }
+
+#[test]
+fn a_job_that_cannot_be_joined_is_a_usage_error_naming_what_is_missing() {
+    let dir = setup("ddp-usage");
+    let args = train_args(&dir, "out", 4, &["--max-steps", "1", "--distributed"]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = common::convbert(&refs, b"");
+    assert_eq!(out.status.code(), Some(2), "{}", common::stderr(&out));
+    assert!(
+        common::stderr(&out).contains("MASTER_ADDR"),
+        "{}",
+        common::stderr(&out)
+    );
+    if !cfg!(feature = "nccl") {
+        let mut nccl = refs.clone();
+        nccl.extend(["--ddp-backend", "nccl"]);
+        let out = common::convbert(&nccl, b"");
+        assert_eq!(out.status.code(), Some(2), "{}", common::stderr(&out));
+        assert!(
+            common::stderr(&out).contains("built without NCCL"),
+            "{}",
+            common::stderr(&out)
+        );
+    }
+    assert!(!dir.join("out").exists(), "nothing is written");
+}

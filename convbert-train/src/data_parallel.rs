@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use convbert_distributed::ProcessGroup;
 use tch::nn::VarStore;
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 use crate::error::{Result, TrainError};
 use crate::optimizer::AdamW;
@@ -82,7 +82,7 @@ impl DataParallel {
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         tch::no_grad(|| -> Result<()> {
             for (_, var) in vars {
-                let mut host = var.f_to_device(Device::Cpu)?.f_contiguous()?;
+                let mut host = var.f_to_device(self.group.device())?.f_contiguous()?;
                 self.group.broadcast(&mut host, 0)?;
                 var.shallow_clone().f_copy_(&host)?;
             }
@@ -91,9 +91,11 @@ impl DataParallel {
     }
 
     /// Averages the defined gradients of `params` and `loss` over the ranks, in one all-reduce of
-    /// a flat fp32 host buffer (Gloo's list all-reduce wants equal sizes; one buffer is also one
+    /// a flat fp32 buffer (Gloo's list all-reduce wants equal sizes; one buffer is also one
     /// round trip). Returns the mean loss.
     pub(crate) fn average_gradients(&self, params: &[Tensor], loss: f64) -> Result<f64> {
+        // The backend's device: host memory for Gloo, this rank's GPU for NCCL.
+        let device = self.group.device();
         tch::no_grad(|| -> Result<f64> {
             let grads: Vec<Tensor> = params
                 .iter()
@@ -103,12 +105,12 @@ impl DataParallel {
             let mut pieces = grads
                 .iter()
                 .map(|g| {
-                    g.f_to_device(Device::Cpu)?
+                    g.f_to_device(device)?
                         .f_to_kind(Kind::Float)?
                         .f_reshape([-1])
                 })
                 .collect::<std::result::Result<Vec<_>, _>>()?;
-            pieces.push(Tensor::from_slice(&[loss as f32]));
+            pieces.push(Tensor::from_slice(&[loss as f32]).f_to_device(device)?);
             let mut flat = Tensor::f_cat(&pieces, 0)?;
             drop(pieces);
             self.group.all_reduce_mean(&mut flat)?;
