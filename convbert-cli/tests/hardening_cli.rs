@@ -304,6 +304,7 @@ fn closed_stdout_ends_quietly() {
         vec!["tokenize", "--input", i],
         vec!["tokenize", "--format", "json", "--fast", "--input", i],
         vec!["fill-mask", "--input", i],
+        vec!["embed", "--input", i],
         vec!["classify", "--input", i],
         vec!["ner", "--input", i],
         vec!["qa", "--question", "what?", "--input", i],
