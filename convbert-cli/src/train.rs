@@ -403,6 +403,21 @@ fn save_vocabulary(tokenizer: &ConvBertTokenizer, output: &Path) -> CliResult {
     std::fs::remove_dir(&tmp).map_err(failed)
 }
 
+/// Fails when no file can be created in `output`, or (not created yet) in the nearest
+/// directory above it; `output` itself is not created, and the probe is an unnamed file.
+fn check_writable(output: &Path) -> CliResult {
+    let mut dir = output;
+    while !dir.exists() {
+        dir = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+    }
+    tempfile::tempfile_in(dir)
+        .map(drop)
+        .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", output.display())))
+}
+
 /// Trains; the summary to print, on rank 0 of a distributed job (and on a single process).
 fn run(a: &TrainArgs) -> CliResult<Option<String>> {
     let task = a.task.task();
@@ -414,6 +429,10 @@ fn run(a: &TrainArgs) -> CliResult<Option<String>> {
     args.validate().map_err(usage)?;
     // Before reading data or building the model: a refused directory costs nothing.
     check_output_dir(&args).map_err(usage)?;
+    // And writable, before the data is read and tokenized (rank 0 alone writes in a job).
+    if dp.as_ref().is_none_or(|dp| dp.is_main()) {
+        check_writable(&a.output)?;
+    }
     let model_dir = a
         .model
         .as_deref()

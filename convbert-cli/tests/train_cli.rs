@@ -277,6 +277,20 @@ fn bad_input_exits_1_with_one_line_and_bad_usage_exits_2() {
 
     let missing = dir.join("missing.jsonl");
     one_line(&run(base(&missing)), 1, "missing.jsonl");
+    // An output where nothing can be created fails before the data is read (the missing
+    // training file is never reached).
+    #[cfg(target_os = "linux")]
+    {
+        let mut unwritable = base(&missing);
+        let at = unwritable
+            .iter()
+            .position(|a| a == "--output")
+            .expect("--output");
+        unwritable[at + 1] = "/proc/convbert-train-out/run".into();
+        let out = run(unwritable);
+        one_line(&out, 1, "cannot write /proc/convbert-train-out/run: ");
+        assert!(!stderr(&out).contains("missing.jsonl"), "{}", stderr(&out));
+    }
     let bad = dir.join("bad.jsonl");
     std::fs::write(
         &bad,
