@@ -36,7 +36,9 @@ fn setup(name: &str) -> PathBuf {
     config["hidden_dropout_prob"] = 0.0.into();
     config["attention_probs_dropout_prob"] = 0.0.into();
     std::fs::write(dir.join("config.json"), config.to_string()).expect("write");
-    std::fs::copy(docs.join("train.jsonl"), dir.join("train.jsonl")).expect("copy");
+    for file in ["train.jsonl", "eval.jsonl"] {
+        std::fs::copy(docs.join(file), dir.join(file)).expect("copy");
+    }
     dir
 }
 
@@ -166,7 +168,17 @@ fn log_losses(dir: &Path) -> Vec<(u64, f64)> {
 #[test]
 fn two_ranks_of_batch_4_end_where_one_process_of_batch_8_ends() {
     let dir = setup("ddp-equal");
-    let steps = ["--max-steps", "6", "--save-steps", "3"];
+    let eval = dir.join("eval.jsonl").to_string_lossy().into_owned();
+    let steps = [
+        "--max-steps",
+        "6",
+        "--save-steps",
+        "3",
+        "--eval",
+        &eval,
+        "--eval-steps",
+        "3",
+    ];
     let single = common::convbert(
         &train_args(&dir, "single", 8, &steps)
             .iter()
@@ -197,6 +209,13 @@ fn two_ranks_of_batch_4_end_where_one_process_of_batch_8_ends() {
     // Rank 0 prints the summary; rank 1 prints and writes nothing of its own.
     let summary: Value = serde_json::from_slice(&outs[0].stdout).expect("summary");
     assert_eq!(summary["global_step"], 6);
+    // Evaluation is sharded over the ranks and gathered: the metrics of the whole set.
+    let alone: Value = serde_json::from_slice(&single.stdout).expect("summary");
+    assert_eq!(summary["eval_metrics"], alone["eval_metrics"]);
+    let eval_diff = (summary["eval_loss"].as_f64().expect("loss")
+        - alone["eval_loss"].as_f64().expect("loss"))
+    .abs();
+    assert!(eval_diff < 1e-5, "eval loss off by {eval_diff:e}");
     assert!(
         outs[1].stdout.is_empty(),
         "{}",

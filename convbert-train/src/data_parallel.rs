@@ -8,9 +8,13 @@ use std::sync::Arc;
 
 use convbert_distributed::ProcessGroup;
 use tch::nn::VarStore;
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
+use crate::collator::Collator;
+use crate::data::Dataset;
 use crate::error::{Result, TrainError};
+use crate::evaluate::{collect, finish, EvalOutputs, EvalResult};
+use crate::model::TaskModel;
 use crate::optimizer::AdamW;
 use crate::step::{step_with, StepOutcome};
 
@@ -123,6 +127,35 @@ impl DataParallel {
             }
             Ok(flat.f_double_value(&[offset])?)
         })
+    }
+
+    /// [`crate::evaluate`] over the ranks: each evaluates a contiguous share of `data`, the
+    /// outputs are gathered in rank order and scored as one, so every rank gets the metrics of the
+    /// whole set.
+    pub(crate) fn evaluate(
+        &self,
+        model: &TaskModel,
+        data: &Dataset,
+        collator: &Collator,
+        batch_size: usize,
+        device: Device,
+    ) -> Result<EvalResult> {
+        let (n, rank, world) = (data.len(), self.rank(), self.world_size());
+        let share = n * rank / world..n * (rank + 1) / world;
+        let mine = collect(model, data, share, collator, batch_size, device)?;
+        let mut all = EvalOutputs::default();
+        for (r, values) in self
+            .group
+            .all_gather_f64(&mine.to_f64s())?
+            .iter()
+            .enumerate()
+        {
+            let theirs = EvalOutputs::from_f64s(values).ok_or_else(|| {
+                TrainError::argument("eval", format!("rank {r} sent cut evaluation outputs"))
+            })?;
+            all.extend(theirs);
+        }
+        Ok(finish(data, all))
     }
 
     /// Shares one rank's outcome of a step only some ranks take (rank 0's writing): each rank

@@ -330,7 +330,12 @@ pub fn train(
         }) {
             let result = {
                 let _autocast = Autocast::enter(args.mixed_precision, args.device)?;
-                evaluate(model, data, collator, args.eval_batch_size, args.device)?
+                match dp {
+                    Some(dp) => {
+                        dp.evaluate(model, data, collator, args.eval_batch_size, args.device)?
+                    }
+                    None => evaluate(model, data, collator, args.eval_batch_size, args.device)?,
+                }
             };
             let e = entry.get_or_insert_with(|| LogEntry {
                 step: done,
