@@ -124,3 +124,103 @@ fn a_shard_outside_the_checkpoint_is_refused() {
     std::fs::remove_file(&outside).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// CRC-32 (IEEE) of `bytes`, as zip members carry it.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A torch.save-style zip holding `archive/data.pkl` = `pkl` (stored, no storages).
+fn torch_zip(pkl: &[u8]) -> Vec<u8> {
+    let members: [(&str, &[u8]); 2] = [("archive/data.pkl", pkl), ("archive/byteorder", b"little")];
+    let (mut out, mut central) = (Vec::new(), Vec::new());
+    let u16le = |v: &mut Vec<u8>, x: u16| v.extend(x.to_le_bytes());
+    let u32le = |v: &mut Vec<u8>, x: u32| v.extend(x.to_le_bytes());
+    for (name, data) in members {
+        let (offset, crc, len) = (out.len() as u32, crc32(data), data.len() as u32);
+        u32le(&mut out, 0x0403_4b50);
+        for x in [20, 0, 0, 0, 0] {
+            u16le(&mut out, x);
+        }
+        for x in [crc, len, len] {
+            u32le(&mut out, x);
+        }
+        u16le(&mut out, name.len() as u16);
+        u16le(&mut out, 0);
+        out.extend(name.as_bytes());
+        out.extend(data);
+        u32le(&mut central, 0x0201_4b50);
+        for x in [20, 20, 0, 0, 0, 0] {
+            u16le(&mut central, x);
+        }
+        for x in [crc, len, len] {
+            u32le(&mut central, x);
+        }
+        for x in [name.len() as u16, 0, 0, 0, 0] {
+            u16le(&mut central, x);
+        }
+        u32le(&mut central, 0);
+        u32le(&mut central, offset);
+        central.extend(name.as_bytes());
+    }
+    let (at, size) = (out.len() as u32, central.len() as u32);
+    out.extend(central);
+    u32le(&mut out, 0x0605_4b50);
+    for x in [0, 0, 2, 2] {
+        u16le(&mut out, x);
+    }
+    u32le(&mut out, size);
+    u32le(&mut out, at);
+    u16le(&mut out, 0);
+    out
+}
+
+#[test]
+fn billion_laughs_and_deep_nesting_in_a_bin_are_refused_quickly() {
+    // PROTO 2, EMPTY_LIST, 40 x (DUP, TUPLE2), STOP: 84 bytes describing 2^40 leaves.
+    let mut dup = vec![0x80, 2, b']'];
+    for _ in 0..40 {
+        dup.extend([b'2', 0x86]);
+    }
+    dup.push(b'.');
+    // The memo variant: BINPUT 0, then 40 x (BINGET 0, BINGET 0, TUPLE2, BINPUT 0).
+    let mut memo = vec![0x80, 2, b']', b'q', 0];
+    for _ in 0..40 {
+        memo.extend([b'h', 0, b'h', 0, 0x86, b'q', 0]);
+    }
+    memo.push(b'.');
+    // 100k EMPTY_LISTs, each APPENDed into the one below.
+    let mut nested = vec![0x80, 2];
+    nested.extend(std::iter::repeat_n(b']', 100_000));
+    nested.extend(std::iter::repeat_n(b'a', 99_999));
+    nested.push(b'.');
+    for (name, pkl, want) in [
+        ("laughs-dup", dup, "does not hold a dict"),
+        ("laughs-memo", memo, "does not hold a dict"),
+        ("nested", nested, "nested deeper than"),
+    ] {
+        let dir = copy_model(name);
+        std::fs::remove_file(dir.join("model.safetensors")).unwrap();
+        std::fs::write(dir.join("pytorch_model.bin"), torch_zip(&pkl)).unwrap();
+        let start = Instant::now();
+        let out = fill_mask(&dir);
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{name}: {:?}",
+            start.elapsed()
+        );
+        assert_refused(&out, &["pytorch_model.bin", want]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
