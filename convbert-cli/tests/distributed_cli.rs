@@ -384,3 +384,110 @@ fn a_job_that_cannot_be_joined_is_a_usage_error_naming_what_is_missing() {
     }
     assert!(!dir.join("out").exists(), "nothing is written");
 }
+
+/// fixtures/gen_ddp.py ran HF `Trainer` under torchrun (2 processes, Gloo) on these files: every
+/// optimizer step averages the gradient over all 16 texts, so any dealing order gives the same
+/// update, and `convbert train` with Trainer's arguments must end on Trainer's weights.
+#[test]
+fn two_ranks_end_on_the_weights_of_hf_trainer_under_torchrun() {
+    let golden = PathBuf::from(common::fixture("ddp/trainer"));
+    let a: Value =
+        serde_json::from_str(&std::fs::read_to_string(golden.join("args.json")).expect("args"))
+            .expect("json");
+    let out = common::tmp("ddp-hf-trainer");
+    if out.exists() {
+        std::fs::remove_dir_all(&out).expect("clean");
+    }
+    let path = |f: &str| golden.join(f).to_string_lossy().into_owned();
+    let num = |k: &str| a[k].to_string();
+    let args: Vec<String> = [
+        "train".to_string(),
+        "--task".into(),
+        "text-classification".into(),
+        "--model".into(),
+        path("start"),
+        "--tokenizer".into(),
+        path("vocab.txt"),
+        "--train".into(),
+        path("train.jsonl"),
+        "--output".into(),
+        out.to_string_lossy().into_owned(),
+        "--per-device-train-batch-size".into(),
+        num("per_device_train_batch_size"),
+        "--gradient-accumulation-steps".into(),
+        num("gradient_accumulation_steps"),
+        "--num-train-epochs".into(),
+        num("num_train_epochs"),
+        "--learning-rate".into(),
+        num("learning_rate"),
+        "--warmup-steps".into(),
+        num("warmup_steps"),
+        "--weight-decay".into(),
+        num("weight_decay"),
+        "--max-grad-norm".into(),
+        num("max_grad_norm"),
+        "--seed".into(),
+        num("seed"),
+        "--max-length".into(),
+        num("max_length"),
+        "--logging-steps".into(),
+        "1".into(),
+        "--threads".into(),
+        "1".into(),
+        "--no-progress".into(),
+    ]
+    .to_vec();
+    run_ranks(&args, 2);
+    let want = Tensor::read_safetensors(golden.join("final.safetensors")).expect("golden");
+    let got: std::collections::HashMap<String, Tensor> =
+        Tensor::read_safetensors(out.join("model.safetensors"))
+            .expect("weights")
+            .into_iter()
+            .collect();
+    let mut worst = (0.0f64, String::new());
+    for (name, w) in &want {
+        let g = got
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} in our model"));
+        let d = (g.to_kind(Kind::Double) - w.to_kind(Kind::Double))
+            .abs()
+            .max()
+            .double_value(&[]);
+        if d > worst.0 {
+            worst = (d, name.clone());
+        }
+    }
+    assert!(
+        worst.0 < 1e-5,
+        "weights off by {:e} at {}",
+        worst.0,
+        worst.1
+    );
+    // Trainer logs the loss rounded to 4 decimals, the gradient norm in full.
+    let hf: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(golden.join("log.json")).expect("log"))
+            .expect("json");
+    let ours: Vec<Value> = std::fs::read_to_string(out.join("train_log.jsonl"))
+        .expect("log")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("line"))
+        .collect();
+    assert_eq!(ours.len(), hf.len());
+    for (o, h) in ours.iter().zip(&hf) {
+        assert_eq!(o["step"], h["step"]);
+        let f = |v: &Value, k: &str| v[k].as_f64().expect(k);
+        assert!((f(o, "loss") - f(h, "loss")).abs() <= 5e-5, "{o} vs {h}");
+        assert!(
+            (f(o, "grad_norm") - f(h, "grad_norm")).abs() < 1e-5,
+            "{o} vs {h}"
+        );
+        assert!(
+            (f(o, "learning_rate") - f(h, "learning_rate")).abs() < 1e-12,
+            "{o} vs {h}"
+        );
+    }
+    println!(
+        "vs HF Trainer under torchrun: max |diff| weights {:.2e} ({})",
+        worst.0, worst.1
+    );
+}
