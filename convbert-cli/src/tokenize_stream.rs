@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -21,10 +21,9 @@ use crate::shard::{self, Shard};
 use crate::tokenize::{write_bad, write_line, write_row, Format, Tok};
 
 /// Input bytes per block: large enough that the per-block hand-offs cost nothing, small enough
-/// that a few blocks in flight stay in the caches.
-const BLOCK: usize = 256 << 10;
-/// Input bytes after which a block goes out without waiting for a full one.
-const STREAM_BLOCK: usize = 64 << 10;
+/// that a few blocks in flight stay in the caches, that the last block leaves no worker idle
+/// for long, and that piped input streams out without waiting for much of it.
+const BLOCK: usize = 64 << 10;
 
 /// Whole lines of the input, the `index`-th block, starting at 1-based line `first_line`; or
 /// the read error that ends the input there.
@@ -96,34 +95,20 @@ fn read_blocks(mut source: Box<dyn Read + Send>, name: &str, tx: &SyncSender<Blo
     let (mut pending, mut index, mut first_line, mut eof) = (Vec::new(), 0, 1, false);
     while !eof {
         let mut buf = std::mem::take(&mut pending);
-        let mut filled = buf.len();
-        buf.resize(filled + BLOCK, 0);
-        while filled < buf.len() {
-            match source.read(&mut buf[filled..]) {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(n) => {
-                    filled += n;
-                    // What a pipe gave so far is enough: results stream out while the input
-                    // is still open (a file fills the whole block in one read).
-                    if filled >= STREAM_BLOCK {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => {
-                    let _ = tx.send(Block {
-                        index,
-                        first_line,
-                        bytes: Err(format!("cannot read {name}: {e}")),
-                    });
-                    return;
-                }
+        buf.reserve(BLOCK);
+        // Appends up to a block without zeroing the spare capacity first; a pipe's block goes
+        // out as soon as it is full, so results stream while the input is still open.
+        match (&mut source).take(BLOCK as u64).read_to_end(&mut buf) {
+            Ok(n) => eof = n < BLOCK,
+            Err(e) => {
+                let _ = tx.send(Block {
+                    index,
+                    first_line,
+                    bytes: Err(format!("cannot read {name}: {e}")),
+                });
+                return;
             }
         }
-        buf.truncate(filled);
         let cut = if eof {
             buf.len()
         } else {
