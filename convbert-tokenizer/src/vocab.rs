@@ -118,9 +118,11 @@ impl Vocab {
 
     /// (token, id) pairs in id order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, u32)> + '_ {
-        self.by_id.iter().enumerate().filter_map(|(id, &e)| {
-            (e != NO_ENTRY).then(|| (entry_text(&self.text, &self.entries, e), id as u32))
-        })
+        self.by_id
+            .iter()
+            .enumerate()
+            .filter(|(_, &e)| e != NO_ENTRY)
+            .map(|(id, &e)| (entry_text(&self.text, &self.entries, e), id as u32))
     }
 
     /// Writes `vocab.txt` in id order like `save_vocabulary`: into `<dir>/<prefix->vocab.txt` when

@@ -4,7 +4,7 @@
 //! once per optimizer step (after the last micro-batch, before clipping), and the logged loss the
 //! mean over ranks.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use convbert_distributed::ProcessGroup;
 use tch::nn::VarStore;
@@ -19,9 +19,14 @@ use crate::optimizer::AdamW;
 use crate::step::{step_with, StepOutcome};
 
 /// A shared handle on the job's process group; `TrainingArgs::data_parallel` takes one.
+/// Collectives go through the mutex: every rank must issue them in one order, which two threads
+/// of one rank calling at once could not guarantee (and it makes the handle `Send + Sync`).
 #[derive(Clone)]
 pub struct DataParallel {
-    group: Arc<ProcessGroup>,
+    group: Arc<Mutex<ProcessGroup>>,
+    rank: usize,
+    world_size: usize,
+    device: Device,
 }
 
 impl std::fmt::Debug for DataParallel {
@@ -37,18 +42,28 @@ impl DataParallel {
     /// Trains over `group`: every rank calls [`crate::train`] with the same arguments and data.
     pub fn new(group: ProcessGroup) -> Self {
         Self {
-            group: Arc::new(group),
+            rank: group.rank(),
+            world_size: group.world_size(),
+            device: group.device(),
+            group: Arc::new(Mutex::new(group)),
         }
     }
 
     /// This process's rank.
     pub fn rank(&self) -> usize {
-        self.group.rank()
+        self.rank
     }
 
     /// Number of processes.
     pub fn world_size(&self) -> usize {
-        self.group.world_size()
+        self.world_size
+    }
+
+    fn group(&self) -> Result<MutexGuard<'_, ProcessGroup>> {
+        // A panic in another thread mid-collective leaves the group unusable.
+        self.group
+            .lock()
+            .map_err(|_| TrainError::argument("data_parallel", "a thread panicked in a collective"))
     }
 
     /// Rank 0 writes checkpoints, the log and the final model.
@@ -86,8 +101,8 @@ impl DataParallel {
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         tch::no_grad(|| -> Result<()> {
             for (_, var) in vars {
-                let mut host = var.f_to_device(self.group.device())?.f_contiguous()?;
-                self.group.broadcast(&mut host, 0)?;
+                let mut host = var.f_to_device(self.device)?.f_contiguous()?;
+                self.group()?.broadcast(&mut host, 0)?;
                 var.shallow_clone().f_copy_(&host)?;
             }
             Ok(())
@@ -99,7 +114,7 @@ impl DataParallel {
     /// round trip). Returns the mean loss.
     pub(crate) fn average_gradients(&self, params: &[Tensor], loss: f64) -> Result<f64> {
         // The backend's device: host memory for Gloo, this rank's GPU for NCCL.
-        let device = self.group.device();
+        let device = self.device;
         tch::no_grad(|| -> Result<f64> {
             let grads: Vec<Tensor> = params
                 .iter()
@@ -117,7 +132,7 @@ impl DataParallel {
             pieces.push(Tensor::from_slice(&[loss as f32]).f_to_device(device)?);
             let mut flat = Tensor::f_cat(&pieces, 0)?;
             drop(pieces);
-            self.group.all_reduce_mean(&mut flat)?;
+            self.group()?.all_reduce_mean(&mut flat)?;
             let mut offset = 0i64;
             for g in &grads {
                 let n = g.numel() as i64;
@@ -145,7 +160,7 @@ impl DataParallel {
         let mine = collect(model, data, share, collator, batch_size, device)?;
         let mut all = EvalOutputs::default();
         for (r, values) in self
-            .group
+            .group()?
             .all_gather_f64(&mine.to_f64s())?
             .iter()
             .enumerate()
@@ -163,7 +178,7 @@ impl DataParallel {
     /// their next collective until the timeout.
     pub(crate) fn all_ok(&self, outcome: Result<()>) -> Result<()> {
         let flags = self
-            .group
+            .group()?
             .all_gather_f64(&[if outcome.is_ok() { 1.0 } else { 0.0 }])?;
         outcome?;
         match flags.iter().position(|f| f.first() != Some(&1.0)) {
@@ -175,7 +190,7 @@ impl DataParallel {
     /// Fails the same way on every rank when the ranks disagree on `what` (a value that must be
     /// equal, such as the dataset size), instead of desynchronising their collectives.
     pub(crate) fn check_same(&self, what: &'static str, value: f64) -> Result<()> {
-        let all = self.group.all_gather_f64(&[value])?;
+        let all = self.group()?.all_gather_f64(&[value])?;
         if all.iter().any(|v| v[0] != value) {
             let seen: Vec<String> = all.iter().map(|v| v[0].to_string()).collect();
             return Err(TrainError::argument(

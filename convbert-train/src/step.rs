@@ -74,6 +74,7 @@ pub fn optimizer_step_scaled(
 
 /// [`optimizer_step`], with loss scaling when `scaler` is given, and gradients (and the loss)
 /// averaged over the ranks of `data_parallel` after the last micro-batch.
+#[allow(clippy::too_many_arguments)] // the public steps' arguments plus their two optional hooks
 pub(crate) fn step_with(
     optimizer: &mut AdamW,
     lr: f64,
