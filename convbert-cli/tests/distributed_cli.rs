@@ -127,6 +127,11 @@ fn wait_all(children: Vec<Child>, limit: Duration) -> Vec<Output> {
         .collect()
 }
 
+/// `convbert args` as one process, outside any job.
+fn run_alone(args: &[String]) -> Output {
+    common::convbert(&args.iter().map(String::as_str).collect::<Vec<_>>(), b"")
+}
+
 fn run_ranks(args: &[String], world: usize) -> Vec<Output> {
     let outs = wait_all(spawn_ranks(args, world, "120"), Duration::from_secs(300));
     for (rank, o) in outs.iter().enumerate() {
@@ -179,13 +184,7 @@ fn two_ranks_of_batch_4_end_where_one_process_of_batch_8_ends() {
         "--eval-steps",
         "3",
     ];
-    let single = common::convbert(
-        &train_args(&dir, "single", 8, &steps)
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-        b"",
-    );
+    let single = run_alone(&train_args(&dir, "single", 8, &steps));
     assert!(single.status.success(), "{}", common::stderr(&single));
     let outs = run_ranks(&train_args(&dir, "ddp", 4, &steps), 2);
     let diff = max_weight_diff(&dir.join("single"), &dir.join("ddp"));
@@ -251,13 +250,7 @@ fn a_resumed_two_rank_run_ends_where_an_uninterrupted_one_ends_and_needs_two_ran
     let mut resume = steps.to_vec();
     resume.extend(["--resume-from", &checkpoint]);
     // One process cannot take over a two-process run: its share of the data would differ.
-    let alone = common::convbert(
-        &train_args(&dir, "resumed", 8, &resume)
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-        b"",
-    );
+    let alone = run_alone(&train_args(&dir, "resumed", 8, &resume));
     assert_eq!(alone.status.code(), Some(1), "{}", common::stderr(&alone));
     let err = common::stderr(&alone);
     assert!(
@@ -323,13 +316,7 @@ fn torchrun_launches_convbert_train_as_it_is() {
     }
     let dir = setup("ddp-torchrun");
     let steps = ["--max-steps", "4"];
-    let single = common::convbert(
-        &train_args(&dir, "single", 8, &steps)
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-        b"",
-    );
+    let single = run_alone(&train_args(&dir, "single", 8, &steps));
     assert!(single.status.success(), "{}", common::stderr(&single));
     let port = free_port();
     let child = Command::new(&torchrun)
