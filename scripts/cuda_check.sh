@@ -4,7 +4,8 @@
 #                               downloads the pinned HF reference as wheels into .whl/
 #   scripts/cuda_check.sh run   there, from a copy of the repository holding both: the golden
 #                               parity tests on CUDA (1e-4), mixed-precision training, and the
-#                               conv-bert-base forward speed against HF eager on the same GPU
+#                               conv-bert-base forward speed against HF eager on the same GPU,
+#                               and data-parallel training on NCCL (world size 1) against Gloo
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,13 +28,70 @@ for line in sys.stdin:
         shutil.copy(m["executable"], f"gpu-kit/{crate}_{name}")
 '
     cp "$(ls -t target/release/deps/forward-* | grep -v '\.d$' | head -1)" gpu-kit/bench_forward
-    cp target/release/convbert gpu-kit/convbert
-    strip gpu-kit/*
+    # `convbert` runs the model commands through `convbert-torch` beside it.
+    cp target/release/convbert target/release/convbert-torch gpu-kit/
+    nccl_kit
+    strip gpu-kit/* gpu-kit/nccl/*
     mkdir -p .whl
     "$CONVBERT_PYTHON" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
         --implementation cp --platform manylinux_2_17_x86_64 -d .whl \
         transformers==4.57.6 tokenizers==0.22.2 huggingface_hub==0.36.2
     du -sh gpu-kit .whl
+}
+
+# The `nccl` feature's build (its own target directory: other features, a full rebuild), with the
+# CUDA headers the torch wheel lacks (nvidia-cuda-crt, nvidia-cuda-cccl) unpacked into the cache.
+nccl_kit() {
+    local headers="$CONVBERT_CACHE/cuda-headers-13.0.88"
+    if [ -z "${CONVBERT_CUDA_INCLUDE:-}" ]; then
+        if [ ! -d "$headers/nvidia/cu13/include" ]; then
+            local wheels
+            wheels=$(mktemp -d)
+            "$CONVBERT_PYTHON" -m pip download -q --no-deps -d "$wheels" \
+                nvidia-cuda-crt==13.0.88 nvidia-cuda-cccl==13.0.85
+            for w in "$wheels"/*.whl; do "$CONVBERT_PYTHON" -m zipfile -e "$w" "$headers"; done
+            rm -rf "$wheels"
+        fi
+        export CONVBERT_CUDA_INCLUDE="$headers/nvidia/cu13/include"
+    fi
+    local json
+    json=$(cargo test --release --no-run --message-format=json --target-dir target/nccl \
+        -p convbert-distributed --features nccl --test two_process)
+    cargo build --release -p convbert-cli --features nccl --target-dir target/nccl
+    mkdir -p gpu-kit/nccl
+    echo "$json" | python3 -c '
+import json, shutil, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable"):
+        shutil.copy(m["executable"], "gpu-kit/nccl/two_process")
+'
+    cp target/nccl/release/convbert target/nccl/release/convbert-torch gpu-kit/nccl/
+}
+
+# `convbert train` as a job of one rank on cuda:0, with NCCL and with Gloo: the same weights.
+nccl_run() {
+    local k=gpu-kit/nccl out=/tmp/nccl-vs-gloo status=0
+    echo "== convbert-distributed two_process --features nccl"
+    "$k/two_process" --nocapture --test-threads 1 || status=1
+    rm -rf $out
+    for backend in nccl gloo; do
+        echo "== convbert train --device cuda --distributed --ddp-backend $backend (world size 1)"
+        MASTER_ADDR=127.0.0.1 MASTER_PORT=$((29500 + RANDOM % 1000)) RANK=0 WORLD_SIZE=1 \
+            "$k/convbert" train --task text-classification --config docs/finetune/config.json \
+            --train docs/finetune/train.jsonl --output $out/$backend --max-steps 20 \
+            --batch-size 16 --learning-rate 3e-3 --seed 7 --no-progress --device cuda \
+            --distributed --ddp-backend $backend --ddp-timeout 60 || status=1
+    done
+    python3 - $out <<'PY' || status=1
+import sys
+from safetensors.torch import load_file
+a, b = (load_file(f"{sys.argv[1]}/{x}/model.safetensors") for x in ("nccl", "gloo"))
+diff = max((a[k].double() - b[k].double()).abs().max().item() for k in a)
+print(f"nccl vs gloo: max |diff| weights {diff:.2e}")
+sys.exit(0 if diff < 1e-5 else 1)
+PY
+    return $status
 }
 
 run() {
@@ -74,6 +132,7 @@ run() {
         BENCH_DEVICE=cuda BENCH_BATCH=$batch BENCH_SECONDS=${BENCH_SECONDS:-2} \
             BENCH_ROUNDS=${BENCH_ROUNDS:-3} "$k/bench_forward" || status=1
     done
+    nccl_run || status=1
     return $status
 }
 
