@@ -88,7 +88,7 @@ pub fn parse_device(s: &str) -> CliResult<Device> {
 /// Model and runtime options of the model subcommands.
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
-    /// Checkpoint directory or HF model id in the local HF cache [default: the shipped tiny pretrained checkpoint]
+    /// Checkpoint directory, or HF model id (from the HF cache, downloaded from the Hub when missing) [default: the shipped tiny pretrained checkpoint]
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// cpu, cuda or cuda:N

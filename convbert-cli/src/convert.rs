@@ -41,7 +41,7 @@ pub enum Format {
 /// Arguments of `convbert convert`.
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
-    /// Checkpoint directory, HF model id in the local HF cache, or one weights file (tf_model.h5, a TF1 model.ckpt-N.index) [default: the shipped checkpoint]
+    /// Checkpoint directory, HF model id (from the HF cache, downloaded from the Hub when missing), or one weights file (tf_model.h5, a TF1 model.ckpt-N.index) [default: the shipped checkpoint]
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Weights format to write

@@ -34,7 +34,7 @@ pub enum Task {
 /// Arguments of `convbert forward`.
 #[derive(Debug, Args)]
 pub struct ForwardArgs {
-    /// Checkpoint directory or HF model id in the local HF cache [default: the shipped checkpoint]
+    /// Checkpoint directory, or HF model id (from the HF cache, downloaded from the Hub when missing) [default: the shipped checkpoint]
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Input tensors (.safetensors)

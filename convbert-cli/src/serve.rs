@@ -30,7 +30,7 @@ pub enum TaskArg {
 /// Arguments of `convbert serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Checkpoint directory or HF model id in the local HF cache [default: the shipped tiny pretrained checkpoint]
+    /// Checkpoint directory, or HF model id (from the HF cache, downloaded from the Hub when missing) [default: the shipped tiny pretrained checkpoint]
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// The served task [default: from config.json "architectures"; feature-extraction for an encoder]

@@ -258,7 +258,8 @@ macro_rules! impl_head {
                 Ok(Self { core: $crate::pretrained::HeadCore::from_config(config, device, kind)? })
             }
 
-            /// Loads a checkpoint directory or an HF model id from the local HF cache: a task
+            /// Loads a checkpoint directory or an HF model id (from the HF cache, downloaded from
+            /// the Hub when missing): a task
             /// checkpoint of this head, or a base (encoder-only) checkpoint whose head weights are
             /// then newly initialised; see [`load_report`](Self::load_report).
             pub fn from_pretrained(source: impl AsRef<std::path::Path>, device: tch::Device, kind: tch::Kind) -> $crate::error::Result<Self> {

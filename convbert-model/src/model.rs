@@ -59,9 +59,9 @@ impl ConvBertModel {
         })
     }
 
-    /// Loads a checkpoint directory or an HF model id found in the local HF cache, with weights
-    /// in `kind` on `device` (whatever the file's dtype). The returned VarStore is frozen
-    /// (inference); call `unfreeze` on it to train.
+    /// Loads a checkpoint directory or an HF model id (from the HF cache, downloaded from the Hub
+    /// when missing: [`checkpoint::locate`]), with weights in `kind` on `device` (whatever the
+    /// file's dtype). The returned VarStore is frozen (inference); call `unfreeze` on it to train.
     pub fn from_pretrained(
         name_or_dir: impl AsRef<FsPath>,
         device: Device,
