@@ -11,7 +11,28 @@ use convbert_model::{ConvBertConfig, ConvBertModel};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-use crate::common::{parse_device, write_error, CliError, CliResult, Dtype};
+use crate::common::{parse_device, write_error, CliError, CliResult};
+
+/// `--dtype` of bench: the model dtypes, plus int8 (dynamic quantization of an fp32 model's
+/// Linears, CPU only; see the convbert-quant crate).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BenchDtype {
+    F32,
+    F16,
+    Bf16,
+    Int8,
+}
+
+impl BenchDtype {
+    /// The weight kind the model loads in (int8 quantizes an fp32 model).
+    fn kind(self) -> Kind {
+        match self {
+            BenchDtype::F32 | BenchDtype::Int8 => Kind::Float,
+            BenchDtype::F16 => Kind::Half,
+            BenchDtype::Bf16 => Kind::BFloat16,
+        }
+    }
+}
 
 /// The public ConvBERT sizes.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -51,9 +72,9 @@ pub struct BenchArgs {
     /// Tokens per sequence
     #[arg(long, default_value_t = 128)]
     pub seq_len: i64,
-    /// Weight and compute dtype
+    /// Weight and compute dtype (int8: dynamically quantized Linears, CPU only)
     #[arg(long, value_enum, default_value = "f32")]
-    pub dtype: Dtype,
+    pub dtype: BenchDtype,
     /// cpu, cuda or cuda:N
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -91,7 +112,13 @@ pub fn run(args: &BenchArgs) -> CliResult {
     }
     let device = parse_device(&args.device)?;
     let kind = args.dtype.kind();
-    let (model, _vs) = match &args.model {
+    if matches!(args.dtype, BenchDtype::Int8) && device != Device::Cpu {
+        return Err(CliError::Usage(format!(
+            "--dtype int8 runs on cpu only (fbgemm), not {}",
+            args.device
+        )));
+    }
+    let (mut model, _vs) = match &args.model {
         Some(m) => ConvBertModel::from_pretrained(m, device, kind).map_err(CliError::failed)?,
         None => {
             let config = args.shape.unwrap_or(Shape::Base).config()?;
@@ -105,6 +132,9 @@ pub fn run(args: &BenchArgs) -> CliResult {
             (model, vs)
         }
     };
+    if matches!(args.dtype, BenchDtype::Int8) {
+        convbert_quant::quantize_dynamic_int8(&mut model).map_err(CliError::failed)?;
+    }
     let config = model.config();
     if args.seq_len > config.max_position_embeddings {
         return Err(CliError::Usage(format!(

@@ -8,7 +8,9 @@ use tch::Tensor;
 
 use crate::config::ConvBertConfig;
 use crate::error::Result;
-use crate::primitives::{add_owned, dropout, linear, LayerNorm, Linear};
+use crate::primitives::{
+    add_owned, dropout, linear, LayerNorm, Linear, LinearKernel, LinearKernelFactory,
+};
 use crate::separable_conv::SeparableConv1d;
 
 /// Per-call context shared by all layers.
@@ -29,6 +31,9 @@ pub(crate) struct ConvBertSelfAttention {
     key_conv_attn_layer: SeparableConv1d,
     conv_kernel_layer: Linear,
     conv_out_layer: Linear,
+    /// query, key, value and conv_out_layer as one replacement kernel over their concatenated
+    /// weights (one GEMM, as `projections` runs them), when replaced.
+    projections_kernel: Option<Box<dyn LinearKernel>>,
     heads: i64,
     head_size: i64,
     kernel: i64,
@@ -55,6 +60,7 @@ impl ConvBertSelfAttention {
             )?,
             conv_kernel_layer: Linear::new(&(p / "conv_kernel_layer"), all, heads * k, std)?,
             conv_out_layer: Linear::new(&(p / "conv_out_layer"), d_model, all, std)?,
+            projections_kernel: None,
             heads,
             head_size,
             kernel: k,
@@ -127,6 +133,16 @@ impl ConvBertSelfAttention {
     /// four share one GEMM on the concatenated weights (a concatenation costs little next to the
     /// GEMM, and nothing is cached that could go stale when weights change), split by views.
     fn projections(&self, x: &Tensor) -> Result<[Tensor; 4]> {
+        let a = self.heads * self.head_size;
+        if let Some(k) = &self.projections_kernel {
+            let y = k.forward(x)?;
+            return Ok([
+                y.f_narrow(-1, 0, a)?,
+                y.f_narrow(-1, a, a)?,
+                y.f_narrow(-1, 2 * a, a)?,
+                y.f_narrow(-1, 3 * a, a)?,
+            ]);
+        }
         let parts = [&self.query, &self.key, &self.value, &self.conv_out_layer];
         let needs_grad = x.requires_grad()
             || parts
@@ -143,13 +159,25 @@ impl ConvBertSelfAttention {
         let w = Tensor::f_cat(&parts.map(|p| &p.weight), 0)?;
         let bias = Tensor::f_cat(&parts.map(|p| &p.bias), 0)?;
         let y = linear(x, &w, &bias)?;
-        let a = self.heads * self.head_size;
         Ok([
             y.f_narrow(-1, 0, a)?,
             y.f_narrow(-1, a, a)?,
             y.f_narrow(-1, 2 * a, a)?,
             y.f_narrow(-1, 3 * a, a)?,
         ])
+    }
+
+    /// Every GEMM through `make`'s kernels: the four projections fused as `projections` runs
+    /// them (per-output-channel kernels see the same rows either way), the pointwise conv and
+    /// conv_kernel_layer. Returns how many kernels were made.
+    fn replace_linears(&mut self, make: &mut LinearKernelFactory) -> Result<usize> {
+        let parts = [&self.query, &self.key, &self.value, &self.conv_out_layer];
+        let w = Tensor::f_cat(&parts.map(|p| &p.weight), 0)?;
+        let bias = Tensor::f_cat(&parts.map(|p| &p.bias), 0)?;
+        self.projections_kernel = Some(make(&w, &bias)?);
+        self.key_conv_attn_layer.replace_pointwise(make)?;
+        self.conv_kernel_layer.replace_kernel(make)?;
+        Ok(3)
     }
 
     /// Span-based dynamic convolution: kernels softmax(conv_kernel_layer(Ks ⊙ Q)) over K taps,
@@ -215,6 +243,11 @@ impl ConvBertSelfOutput {
         let y = dropout(self.dense.forward(r)?, self.dropout, train)?;
         self.layer_norm.forward(&add_owned(y, x)?)
     }
+
+    fn replace_linears(&mut self, make: &mut LinearKernelFactory) -> Result<usize> {
+        self.dense.replace_kernel(make)?;
+        Ok(1)
+    }
 }
 
 /// `ConvBertAttention` = self (mixed attention) then output (residual + LayerNorm).
@@ -241,5 +274,10 @@ impl ConvBertAttention {
     ) -> Result<(Tensor, Option<Tensor>)> {
         let (r, probs) = self.self_attention.forward(x, head_mask, ctx)?;
         Ok((self.output.forward(&r, x, ctx.train)?, probs))
+    }
+
+    /// See [`ConvBertModel::replace_linears`](crate::ConvBertModel::replace_linears).
+    pub(crate) fn replace_linears(&mut self, make: &mut LinearKernelFactory) -> Result<usize> {
+        Ok(self.self_attention.replace_linears(make)? + self.output.replace_linears(make)?)
     }
 }

@@ -9,6 +9,7 @@ use crate::attention::AttentionContext;
 use crate::config::ConvBertConfig;
 use crate::error::Result;
 use crate::layer::ConvBertLayer;
+use crate::primitives::LinearKernelFactory;
 
 #[derive(Debug)]
 pub(crate) struct ConvBertEncoder {
@@ -60,5 +61,14 @@ impl ConvBertEncoder {
             hidden_states,
             attentions,
         })
+    }
+
+    /// See [`ConvBertModel::replace_linears`](crate::ConvBertModel::replace_linears).
+    pub(crate) fn replace_linears(&mut self, make: &mut LinearKernelFactory) -> Result<usize> {
+        let mut n = 0;
+        for layer in &mut self.layers {
+            n += layer.replace_linears(make)?;
+        }
+        Ok(n)
     }
 }

@@ -6,7 +6,7 @@ use tch::nn::{Init, Path};
 use tch::Tensor;
 
 use crate::error::Result;
-use crate::primitives::Linear;
+use crate::primitives::{Linear, LinearKernelFactory};
 
 /// Vars `weight` (G, in/G, out/G) — in -> out order, unlike Linear — and `bias` (out,).
 #[derive(Debug)]
@@ -66,6 +66,18 @@ impl FfnDense {
         match self {
             FfnDense::Plain(l) => l.forward(x),
             FfnDense::Grouped(g) => g.forward(x),
+        }
+    }
+
+    /// A plain Linear takes `make`'s kernel; a GroupedLinear is a batched matmul, not a Linear,
+    /// and stays as is (as `quantize_dynamic` leaves HF's). Returns how many kernels were made.
+    pub(crate) fn replace_linears(&mut self, make: &mut LinearKernelFactory) -> Result<usize> {
+        match self {
+            FfnDense::Plain(l) => {
+                l.replace_kernel(make)?;
+                Ok(1)
+            }
+            FfnDense::Grouped(_) => Ok(0),
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::attention::{AttentionContext, ConvBertAttention};
 use crate::config::ConvBertConfig;
 use crate::error::Result;
 use crate::grouped_linear::FfnDense;
-use crate::primitives::{add_owned, dropout, LayerNorm};
+use crate::primitives::{add_owned, dropout, LayerNorm, LinearKernelFactory};
 
 #[derive(Debug)]
 pub(crate) struct ConvBertLayer {
@@ -57,5 +57,12 @@ impl ConvBertLayer {
             .apply_owned(self.intermediate.forward(&a)?)?;
         let y = dropout(self.output.forward(&u)?, self.dropout, ctx.train)?;
         Ok((self.output_layer_norm.forward(&add_owned(y, &a)?)?, probs))
+    }
+
+    /// See [`ConvBertModel::replace_linears`](crate::ConvBertModel::replace_linears).
+    pub(crate) fn replace_linears(&mut self, make: &mut LinearKernelFactory) -> Result<usize> {
+        Ok(self.attention.replace_linears(make)?
+            + self.intermediate.replace_linears(make)?
+            + self.output.replace_linears(make)?)
     }
 }

@@ -15,7 +15,7 @@ use crate::encoder::ConvBertEncoder;
 use crate::error::Result;
 use crate::inputs::{prepare, ConvBertInputs, ForwardOptions};
 use crate::mask;
-use crate::primitives::Linear;
+use crate::primitives::{Linear, LinearKernelFactory};
 
 /// The ConvBERT encoder. Var names under its path equal HF's state-dict keys.
 #[derive(Debug)]
@@ -155,6 +155,20 @@ impl ConvBertModel {
             hidden_states: out.hidden_states,
             attentions: out.attentions,
         })
+    }
+
+    /// Runs every Linear and pointwise convolution of the encoder (and `embeddings_project`)
+    /// through a kernel `make(weight (out, in), bias (out,))` builds, e.g. int8 dynamic
+    /// quantization (the `convbert-quant` crate). The four projections of each attention layer
+    /// are one kernel over their concatenated weights, as the fp32 path runs them. Irreversible
+    /// for this instance; the VarStore is untouched. Returns how many kernels were made.
+    pub fn replace_linears(&mut self, make: &mut LinearKernelFactory) -> Result<usize> {
+        let mut n = 0;
+        if let Some(project) = self.embeddings_project.as_mut() {
+            project.replace_kernel(make)?;
+            n += 1;
+        }
+        Ok(n + self.encoder.replace_linears(make)?)
     }
 
     /// Shorthand: ids (B, L) and optional mask (B, L), eval mode, HF semantics -> (B, L, D).

@@ -7,11 +7,26 @@ use tch::{Device, Kind, Tensor};
 
 use crate::error::Result;
 
+/// A replacement for the y = x Wᵀ + b of a [`Linear`] (or of the pointwise convolution), such as
+/// an int8 dynamically quantized GEMM. Installed only by an explicit call
+/// ([`ConvBertModel::replace_linears`](crate::ConvBertModel::replace_linears)); without one
+/// every path runs as before. Inference only: a kernel need not carry gradients.
+pub trait LinearKernel: std::fmt::Debug + Send {
+    /// (..., in) -> (..., out).
+    fn forward(&self, x: &Tensor) -> Result<Tensor>;
+}
+
+/// Builds a kernel from a weight (out, in) and a bias (out,).
+pub type LinearKernelFactory<'a> =
+    dyn FnMut(&Tensor, &Tensor) -> Result<Box<dyn LinearKernel>> + 'a;
+
 /// `nn.Linear(in, out)`: vars `weight` (out, in) and `bias` (out,); y = x Wᵀ + b.
 #[derive(Debug)]
 pub struct Linear {
     pub(crate) weight: Tensor,
     pub(crate) bias: Tensor,
+    /// When set, runs instead of the fp32/bf16 GEMM (see [`LinearKernel`]).
+    pub(crate) kernel: Option<Box<dyn LinearKernel>>,
 }
 
 impl Linear {
@@ -27,12 +42,23 @@ impl Linear {
                 },
             )?,
             bias: p.f_var("bias", &[out_dim], Init::Const(0.0))?,
+            kernel: None,
         })
     }
 
     /// (..., in) -> (..., out).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        linear(x, &self.weight, &self.bias)
+        match &self.kernel {
+            Some(k) => k.forward(x),
+            None => linear(x, &self.weight, &self.bias),
+        }
+    }
+
+    /// Runs `make(weight, bias)`'s kernel instead of the GEMM from now on (the vars stay, so
+    /// checkpoints still save them).
+    pub fn replace_kernel(&mut self, make: &mut LinearKernelFactory) -> Result<()> {
+        self.kernel = Some(make(&self.weight, &self.bias)?);
+        Ok(())
     }
 
     /// Output width (rows of `weight`).

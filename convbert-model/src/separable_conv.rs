@@ -6,7 +6,7 @@ use tch::nn::{Init, Path};
 use tch::{Kind, Tensor};
 
 use crate::error::Result;
-use crate::primitives::linear;
+use crate::primitives::{linear, LinearKernel, LinearKernelFactory};
 
 /// Vars `depthwise.weight` (D, 1, K), `pointwise.weight` (A, D, 1), `bias` (A, 1).
 #[derive(Debug)]
@@ -15,6 +15,8 @@ pub(crate) struct SeparableConv1d {
     pointwise: Tensor,
     bias: Tensor,
     kernel: i64,
+    /// Replaces the pointwise GEMM when set (see [`LinearKernel`]).
+    pointwise_kernel: Option<Box<dyn LinearKernel>>,
 }
 
 impl SeparableConv1d {
@@ -38,7 +40,18 @@ impl SeparableConv1d {
             )?,
             bias: p.f_var("bias", &[output_filters, 1], Init::Const(0.0))?,
             kernel,
+            pointwise_kernel: None,
         })
+    }
+
+    /// The pointwise 1x1 conv (a Linear with the (A, D) weight and the (A, 1) bias) through
+    /// `make`'s kernel from now on.
+    pub(crate) fn replace_pointwise(&mut self, make: &mut LinearKernelFactory) -> Result<()> {
+        let a = self.pointwise.size()[0];
+        let w = self.pointwise.f_view([a, -1])?;
+        let b = self.bias.f_view([a])?;
+        self.pointwise_kernel = Some(make(&w, &b)?);
+        Ok(())
     }
 
     /// x (B, L, D) -> (B, L, A).
@@ -55,6 +68,9 @@ impl SeparableConv1d {
                 .f_conv1d(&self.depthwise, None::<&Tensor>, [1], [pad], [1], channels)?
                 .f_transpose(1, 2)?
         };
+        if let Some(k) = &self.pointwise_kernel {
+            return k.forward(&y);
+        }
         // Pointwise 1x1 conv == Linear with the (A, D) weight, then the (A, 1) bias.
         let a = self.pointwise.size()[0];
         linear(
