@@ -318,6 +318,11 @@ macro_rules! impl_head {
                 &self.core.convbert
             }
 
+            /// Mutable encoder, e.g. for `ConvBertModel::replace_linears` (int8 quantization).
+            pub fn convbert_mut(&mut self) -> &mut convbert_model::ConvBertModel {
+                &mut self.core.convbert
+            }
+
             fn encode(
                 &self,
                 inputs: &convbert_model::ConvBertInputs,
