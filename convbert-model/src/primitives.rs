@@ -11,7 +11,8 @@ use crate::error::Result;
 /// an int8 dynamically quantized GEMM. Installed only by an explicit call
 /// ([`ConvBertModel::replace_linears`](crate::ConvBertModel::replace_linears)); without one
 /// every path runs as before. Inference only: a kernel need not carry gradients.
-pub trait LinearKernel: std::fmt::Debug + Send {
+/// `Send + Sync` like the tensors it replaces, so a model stays shareable across threads.
+pub trait LinearKernel: std::fmt::Debug + Send + Sync {
     /// (..., in) -> (..., out).
     fn forward(&self, x: &Tensor) -> Result<Tensor>;
 }

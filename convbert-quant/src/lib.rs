@@ -65,9 +65,11 @@ pub struct Int8Linear {
     out_features: i64,
 }
 
-// SAFETY: the packed params are immutable once made (linear_dynamic only reads them) and their
-// reference count is atomic; nothing ties them to the thread that packed them.
+// SAFETY: the packed params are immutable once made (linear_dynamic only reads them, as torch's
+// inference threads share one packed weight) and their reference count is atomic; nothing ties
+// them to the thread that packed them.
 unsafe impl Send for Int8Linear {}
+unsafe impl Sync for Int8Linear {}
 
 impl Int8Linear {
     /// Quantizes `weight` (out, in) as torch's `default_per_channel_weight_observer` does
