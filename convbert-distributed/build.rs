@@ -4,51 +4,25 @@
 use std::env;
 use std::path::PathBuf;
 
-use convbert_build::emit_torch_link_args;
+use convbert_build::{emit_torch_link_args, Libtorch};
 
 fn main() {
     println!("cargo:rerun-if-changed=src/shim.cpp");
     println!("cargo:rerun-if-changed=third_party/gloo");
-    println!("cargo:rerun-if-env-changed=LIBTORCH_INCLUDE");
-    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
-    // Set by torch-sys (`links = "tch"`): the lib folder of the libtorch it compiled against.
-    let Ok(lib) = env::var("DEP_TCH_LIBTORCH_LIB") else {
-        panic!("DEP_TCH_LIBTORCH_LIB is unset: torch-sys did not report its libtorch");
-    };
-    // torch-sys exports only the lib folder; its headers sit next to it (libtorch/include, or
-    // torch/include in a PyPI wheel) unless LIBTORCH_INCLUDE says otherwise, as in torch-sys.
-    let root = match env::var("LIBTORCH_INCLUDE") {
-        Ok(dir) => PathBuf::from(dir),
-        Err(_) => PathBuf::from(&lib).join(".."),
-    };
-    let include = root.join("include");
-    let header = include.join("torch/csrc/distributed/c10d/ProcessGroupGloo.hpp");
-    if !header.exists() {
-        panic!(
-            "{} is missing: this libtorch has no c10d headers",
-            header.display()
-        );
-    }
-    let abi = env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_string());
-    let mut build = cc::Build::new();
+    let torch = Libtorch::from_torch_sys("torch/csrc/distributed/c10d/ProcessGroupGloo.hpp");
+    let mut build = torch.cxx();
     if env::var_os("CARGO_FEATURE_NCCL").is_some() {
-        nccl(&mut build, &root);
+        nccl(&mut build, &torch.root);
     }
     build
-        .cpp(true)
-        .pic(true)
-        .warnings(false)
-        .std("c++17")
-        .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
         .define("USE_C10D_GLOO", None)
         .define("GLOG_USE_GLOG_EXPORT", None)
         // Only the gloo headers ProcessGroupGloo.hpp includes: the wheel ships none of them.
         .include("third_party/gloo")
-        .include(&include)
-        .include(include.join("torch/csrc/api/include"))
+        .include(torch.include.join("torch/csrc/api/include"))
         .file("src/shim.cpp")
         .compile("convbert_c10d_shim");
-    emit_torch_link_args(&lib);
+    emit_torch_link_args(&torch.lib);
 }
 
 /// The `nccl` feature: ProcessGroupNCCL.hpp needs the CUDA runtime headers (with crt/ and

@@ -6,7 +6,59 @@
 //! * rustc links with `--as-needed`, which drops `libtorch_cuda.so` (nothing references its symbols
 //!   directly), and then CUDA is silently unavailable. `--no-as-needed` keeps it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// The libtorch torch-sys compiled against, for a crate that compiles a C++ shim against it too
+/// (the crate depends on torch-sys, which exports `DEP_TCH_LIBTORCH_LIB`).
+#[derive(Debug, Clone)]
+pub struct Libtorch {
+    /// The lib folder (for [`emit_torch_link_args`]).
+    pub lib: String,
+    /// The folder above `include/` (libtorch/, or torch/ in a PyPI wheel).
+    pub root: PathBuf,
+    /// The headers.
+    pub include: PathBuf,
+}
+
+impl Libtorch {
+    /// torch-sys's libtorch, its headers next to the lib folder unless `LIBTORCH_INCLUDE` says
+    /// otherwise (as in torch-sys). A missing `header` (relative to `include/`) stops the build
+    /// with a message naming it.
+    pub fn from_torch_sys(header: &str) -> Self {
+        println!("cargo:rerun-if-env-changed=LIBTORCH_INCLUDE");
+        println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+        let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
+            panic!("DEP_TCH_LIBTORCH_LIB is unset: torch-sys did not report its libtorch");
+        };
+        let root = match std::env::var("LIBTORCH_INCLUDE") {
+            Ok(dir) => PathBuf::from(dir),
+            Err(_) => PathBuf::from(&lib).join(".."),
+        };
+        let include = root.join("include");
+        let wanted = include.join(header);
+        if !wanted.exists() {
+            panic!(
+                "{} is missing: this libtorch lacks the headers the shim needs",
+                wanted.display()
+            );
+        }
+        Self { lib, root, include }
+    }
+
+    /// A C++17 build against these headers with libtorch's ABI (`LIBTORCH_CXX11_ABI`, default 1).
+    pub fn cxx(&self) -> cc::Build {
+        let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_string());
+        let mut build = cc::Build::new();
+        build
+            .cpp(true)
+            .pic(true)
+            .warnings(false)
+            .std("c++17")
+            .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
+            .include(&self.include);
+        build
+    }
+}
 
 /// Emits the link arguments for the binaries, tests and benches of the calling package: an rpath
 /// to `libtorch_lib` and, when `libtorch_cuda.so` is there, `--no-as-needed -ltorch_cuda`.
