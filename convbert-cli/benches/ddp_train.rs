@@ -82,19 +82,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn env_parse<T: std::str::FromStr>(name: &str, default: T) -> BenchResult<T> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse()
-            .map_err(|_| format!("{name}={v:?} is not a valid value").into()),
-        _ => Ok(default),
-    }
-}
-
 fn run() -> BenchResult<()> {
-    let rounds: usize = env_parse("BENCH_ROUNDS", 5)?;
-    let steps: usize = env_parse("BENCH_STEPS", 200)?;
+    let rounds: usize = convbert_testing::bench::env_parse("BENCH_ROUNDS", 5)?;
+    let steps: usize = convbert_testing::bench::env_parse("BENCH_STEPS", 200)?;
     if rounds == 0 || steps == 0 {
         return Err("BENCH_ROUNDS and BENCH_STEPS must be at least 1".into());
     }
@@ -107,7 +97,7 @@ fn run() -> BenchResult<()> {
     let examples = std::fs::read_to_string(&train)?.lines().count();
     println!(
         "cpu: {}, nproc {}, load average {}",
-        cpu_model(),
+        convbert_testing::bench::cpu_model(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         load_average()
     );
@@ -312,17 +302,5 @@ fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_owned())
-        })
         .unwrap_or_else(|| "unknown".into())
 }

@@ -59,7 +59,7 @@ fn run() -> BenchResult<bool> {
     let model = model
         .canonicalize()
         .map_err(|e| format!("{}: {e}", model.display()))?;
-    let seconds: f64 = env_parse("BENCH_SECONDS", 10.0)?;
+    let seconds: f64 = convbert_testing::bench::env_parse("BENCH_SECONDS", 10.0)?;
     let levels = concurrency_levels()?;
     let extra_args: Vec<String> = std::env::var("BENCH_SERVER_ARGS")
         .unwrap_or_default()
@@ -118,7 +118,7 @@ fn run() -> BenchResult<bool> {
             hi.concurrency,
             lo.concurrency,
             hi.texts_per_second() / lo.texts_per_second(),
-            cpu_model(),
+            convbert_testing::bench::cpu_model(),
             thread::available_parallelism().map_or(0, |n| n.get()),
         );
     }
@@ -137,16 +137,6 @@ fn run() -> BenchResult<bool> {
         eprintln!("{failures} requests failed");
     }
     Ok(failures == 0)
-}
-
-fn env_parse<T: std::str::FromStr>(name: &str, default: T) -> BenchResult<T> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .map_err(|_| format!("{name}={v:?} is not a number")),
-        Err(_) => Ok(default),
-    }
 }
 
 fn concurrency_levels() -> BenchResult<Vec<usize>> {
@@ -176,18 +166,6 @@ fn hidden_size(model: &Path) -> BenchResult<usize> {
         .as_u64()
         .map(|n| n as usize)
         .ok_or_else(|| format!("{}: no hidden_size", path.display()))
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".into())
 }
 
 /// The server process; [`Server::stop`] sends SIGTERM and waits, and so does dropping it.

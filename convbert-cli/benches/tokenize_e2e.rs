@@ -61,18 +61,6 @@ fn time(runs: usize, input: &Path, output: &Path, command: &mut dyn FnMut() -> C
         .fold(f64::MAX, f64::min)
 }
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--tokenizers-baseline") {
@@ -117,7 +105,7 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     );
     let differing = a.lines().zip(b.lines()).filter(|(x, y)| x != y).count();
     let lines = text.lines().count();
-    println!("cpu: {}", cpu_model());
+    println!("cpu: {}", convbert_testing::bench::cpu_model());
     println!(
         "corpus: {:.2} MB in {lines} lines; output lines {} / {}; lines with different ids: {differing}",
         text.len() as f64 / 1e6,

@@ -61,16 +61,6 @@ fn main() -> ExitCode {
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
-fn env_parse<T: std::str::FromStr>(name: &str, default: T) -> BenchResult<T> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse()
-            .map_err(|_| format!("{name}={v:?} is not a valid value").into()),
-        _ => Ok(default),
-    }
-}
-
 fn conv_bert_base_numel() -> BenchResult<usize> {
     let cfg = ConvBertConfig::from_json_str(CONV_BERT_BASE)?;
     let vs = VarStore::new(Device::Cpu);
@@ -84,10 +74,10 @@ fn conv_bert_base_numel() -> BenchResult<usize> {
 
 fn parent() -> BenchResult<()> {
     let numel = conv_bert_base_numel()?;
-    let rounds: usize = env_parse("BENCH_ROUNDS", 10)?;
+    let rounds: usize = convbert_testing::bench::env_parse("BENCH_ROUNDS", 10)?;
     println!(
         "all_reduce_mean, Gloo, 2 ranks on 127.0.0.1; cpu: {}, nproc {}, load average {}",
-        cpu_model(),
+        convbert_testing::bench::cpu_model(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         load_average()
     );
@@ -136,8 +126,8 @@ fn parent() -> BenchResult<()> {
 
 fn worker(numel: &str) -> BenchResult<()> {
     let numel: usize = numel.parse()?;
-    let rounds: usize = env_parse("BENCH_ROUNDS", 10)?;
-    tch::set_num_threads(env_parse("BENCH_THREADS", 1)?);
+    let rounds: usize = convbert_testing::bench::env_parse("BENCH_ROUNDS", 10)?;
+    tch::set_num_threads(convbert_testing::bench::env_parse("BENCH_THREADS", 1)?);
     let group = ProcessGroup::new(&DistEnv::from_env()?, GROUP_TIMEOUT)?;
     let main = group.rank() == 0;
     if main {
@@ -225,17 +215,5 @@ fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_owned())
-        })
         .unwrap_or_else(|| "unknown".into())
 }

@@ -8,11 +8,10 @@
 //! BENCH_BATCH (default 8), BENCH_DEVICE (cpu, or cuda / cuda:N: both sides on that GPU, timed to the end
 //! of the device's work), BENCH_SKIP_HF=1 to time only this crate.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 
 use convbert_model::{ConvBertConfig, ConvBertInputs, ConvBertModel, ForwardOptions};
+use convbert_testing::bench::{env_or, HfForwardServer};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
@@ -75,64 +74,6 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
-/// The HF side: a bench_hf.py --serve process answering one timing per request line.
-struct Hf {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Hf {
-    fn start(threads: i32, batch: i64, device: &str) -> Option<Hf> {
-        let python = std::env::var("CONVBERT_PYTHON").unwrap_or_else(|_| "python3".into());
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/bench_hf.py");
-        let mut child = Command::new(&python)
-            .args([script, "--serve", "--threads", &threads.to_string()])
-            .args(["--batch", &batch.to_string(), "--device", device])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| eprintln!("HF side skipped: {python} {script}: {e}"))
-            .ok()?;
-        let stdin = child.stdin.take()?;
-        let stdout = BufReader::new(child.stdout.take()?);
-        let mut hf = Hf {
-            child,
-            stdin,
-            stdout,
-        };
-        hf.read_json()
-            .filter(|v| v["ready"].as_bool() == Some(true))?;
-        Some(hf)
-    }
-
-    fn read_json(&mut self) -> Option<serde_json::Value> {
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).ok()?;
-        serde_json::from_str(&line).ok()
-    }
-
-    fn time(&mut self, kind: &str, seconds: f64) -> Option<f64> {
-        writeln!(self.stdin, "{kind} {seconds}").ok()?;
-        self.stdin.flush().ok()?;
-        self.read_json()?["tokens_per_s"].as_f64()
-    }
-}
-
-impl Drop for Hf {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
     let seconds: f64 = env_or("BENCH_SECONDS", 4.0);
     let rounds: usize = env_or("BENCH_ROUNDS", 5);
@@ -158,7 +99,7 @@ fn main() {
     let mut hf = if std::env::var("BENCH_SKIP_HF").is_ok() {
         None
     } else {
-        Hf::start(threads, batch, &device_name)
+        HfForwardServer::start(threads, batch, &device_name)
     };
 
     // [ours fp32, HF fp32, ours bf16, HF bf16] per round.

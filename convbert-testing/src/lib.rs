@@ -1,6 +1,7 @@
 //! Test helpers shared by several crates' tests and benches: comparing JSON results with
-//! Hugging Face's, and the multilingual benchmark text.
+//! Hugging Face's, the multilingual benchmark text, and the benchmarks' common parts.
 
+pub mod bench;
 mod corpus;
 
 pub use corpus::multilingual_lines;
