@@ -3,6 +3,8 @@
 //! processes of this test binary join a c10d group over 127.0.0.1, each takes its own
 //! micro-batches, and both must end on the golden weights (≤ 1e-5) with the golden mean losses.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -11,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use convbert_distributed::{DistEnv, ProcessGroup};
 use convbert_heads::ConvBertForSequenceClassification;
-use convbert_model::{ConvBertInputs, ForwardOptions};
 use convbert_train::{AdamW, AdamWConfig, DataParallel, LinearSchedule, Warmup};
 use tch::{Device, Kind, Tensor};
 
@@ -132,20 +133,7 @@ fn rank_worker(scenario: &str) {
                 step,
                 |micro| {
                     let k = (step * accumulation + micro) * world + rank;
-                    let t = |key: &str| &golden[&format!("in.{k}.{key}")];
-                    let inputs = ConvBertInputs {
-                        input_ids: Some(t("input_ids")),
-                        attention_mask: Some(t("attention_mask")),
-                        token_type_ids: Some(t("token_type_ids")),
-                        ..Default::default()
-                    };
-                    let out = model.forward_t(
-                        &inputs,
-                        Some(t("labels")),
-                        &ForwardOptions::default(),
-                        true,
-                    )?;
-                    Ok(out.loss.expect("loss"))
+                    common::golden_micro_batch_loss(&model, &golden, k)
                 },
             )
             .expect("step");

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 
 use common::test_device;
 use convbert_heads::ConvBertForSequenceClassification;
-use convbert_model::{ConvBertInputs, ForwardOptions};
 use convbert_train::{optimizer_step, AdamW, AdamWConfig, LinearSchedule, Warmup};
 use tch::{Device, Kind, Tensor};
 
@@ -74,23 +73,7 @@ fn run_scenario(name: &str) -> (f64, f64) {
             accumulation,
             max_grad_norm,
             step,
-            |micro| {
-                let i = step * accumulation + micro;
-                let t = |k: &str| &golden[&format!("in.{i}.{k}")];
-                let inputs = ConvBertInputs {
-                    input_ids: Some(t("input_ids")),
-                    attention_mask: Some(t("attention_mask")),
-                    token_type_ids: Some(t("token_type_ids")),
-                    ..Default::default()
-                };
-                let out = model.forward_t(
-                    &inputs,
-                    Some(t("labels")),
-                    &ForwardOptions::default(),
-                    true,
-                )?;
-                Ok(out.loss.expect("loss"))
-            },
+            |micro| common::golden_micro_batch_loss(&model, &golden, step * accumulation + micro),
         )
         .expect("step");
         let want = |k: &str| golden[k].double_value(&[step as i64]);

@@ -126,3 +126,26 @@ pub fn test_device() -> tch::Device {
     let name = std::env::var("CONVBERT_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
     convbert_model::parse_device(&name).expect("CONVBERT_TEST_DEVICE: cpu, cuda or cuda:N")
 }
+
+/// The training loss of golden micro-batch `k` (`in.<k>.{input_ids,attention_mask,
+/// token_type_ids,labels}` of a fixtures/train or fixtures/ddp golden).
+pub fn golden_micro_batch_loss(
+    model: &convbert_heads::ConvBertForSequenceClassification,
+    golden: &std::collections::BTreeMap<String, tch::Tensor>,
+    k: usize,
+) -> convbert_train::Result<tch::Tensor> {
+    let t = |key: &str| &golden[&format!("in.{k}.{key}")];
+    let inputs = convbert_model::ConvBertInputs {
+        input_ids: Some(t("input_ids")),
+        attention_mask: Some(t("attention_mask")),
+        token_type_ids: Some(t("token_type_ids")),
+        ..Default::default()
+    };
+    let out = model.forward_t(
+        &inputs,
+        Some(t("labels")),
+        &convbert_model::ForwardOptions::default(),
+        true,
+    )?;
+    Ok(out.loss.expect("loss"))
+}
