@@ -45,7 +45,8 @@ impl Libtorch {
         Self { lib, root, include }
     }
 
-    /// A C++17 build against these headers with libtorch's ABI (`LIBTORCH_CXX11_ABI`, default 1).
+    /// A C++17 build against these headers with libtorch's ABI (`LIBTORCH_CXX11_ABI`, default 1),
+    /// and this crate's `convbert_shim.hpp` (the exception guard of a shim's C ABI).
     pub fn cxx(&self) -> cc::Build {
         let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_string());
         let mut build = cc::Build::new();
@@ -55,7 +56,12 @@ impl Libtorch {
             .warnings(false)
             .std("c++17")
             .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
-            .include(&self.include);
+            .include(&self.include)
+            .include(concat!(env!("CARGO_MANIFEST_DIR"), "/include"));
+        println!(
+            "cargo:rerun-if-changed={}",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/include/convbert_shim.hpp")
+        );
         build
     }
 }

@@ -8,7 +8,7 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#include <c10/core/GradMode.h>
+#include "convbert_shim.hpp"
 #ifdef CONVBERT_NCCL
 #include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
@@ -24,6 +24,8 @@
 
 namespace {
 
+using convbert_shim::guarded;
+
 struct Group {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::Backend> pg;
@@ -35,36 +37,6 @@ struct Group {
 // Backend ids shared with src/ffi.rs.
 constexpr int kGloo = 0;
 constexpr int kNccl = 1;
-
-char* dup_message(const std::string& message) {
-  char* out = static_cast<char*>(std::malloc(message.size() + 1));
-  if (out != nullptr) {
-    std::memcpy(out, message.c_str(), message.size() + 1);
-  }
-  return out;
-}
-
-// c10::Error::what() appends a C++ backtrace; the message alone is what a user can act on.
-std::string message_of(const c10::Error& e) {
-  return e.what_without_backtrace();
-}
-
-template <typename F>
-int guarded(char** err, F&& body) {
-  try {
-    // In-place collectives on parameters (broadcast at start) must not be seen by autograd.
-    c10::AutoGradMode no_grad(false);
-    body();
-    return 0;
-  } catch (const c10::Error& e) {
-    *err = dup_message(message_of(e));
-  } catch (const std::exception& e) {
-    *err = dup_message(e.what());
-  } catch (...) {
-    *err = dup_message("unknown C++ exception");
-  }
-  return 1;
-}
 
 void wait(const c10::intrusive_ptr<c10d::Work>& work) {
   // The Gloo context carries the group timeout, so a dead peer fails the wait instead of

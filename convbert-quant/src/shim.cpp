@@ -10,7 +10,8 @@
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/stack.h>
-#include <c10/core/GradMode.h>
+
+#include "convbert_shim.hpp"
 
 #include <cstdint>
 #include <cstdlib>
@@ -19,30 +20,7 @@
 
 namespace {
 
-char* dup_message(const std::string& message) {
-  char* out = static_cast<char*>(std::malloc(message.size() + 1));
-  if (out != nullptr) {
-    std::memcpy(out, message.c_str(), message.size() + 1);
-  }
-  return out;
-}
-
-template <typename F>
-int guarded(char** err, F&& body) {
-  try {
-    c10::AutoGradMode no_grad(false);
-    body();
-    return 0;
-  } catch (const c10::Error& e) {
-    // what() appends a C++ backtrace; the message alone is what a user can act on.
-    *err = dup_message(e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    *err = dup_message(e.what());
-  } catch (...) {
-    *err = dup_message("unknown C++ exception");
-  }
-  return 1;
-}
+using convbert_shim::guarded;
 
 // By value: findSchemaOrThrow returns a handle, not a reference.
 c10::OperatorHandle op(const char* name) {
