@@ -23,7 +23,7 @@
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, ExitCode, Output, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -229,7 +229,7 @@ fn train_once(
         }
         children.push(cmd.spawn()?);
     }
-    let outputs = wait_all(children, RUN_LIMIT)?;
+    let outputs = convbert_testing::processes::wait_all(children, RUN_LIMIT)?;
     let wall = start.elapsed().as_secs_f64();
     for (rank, o) in outputs.iter().enumerate() {
         if !o.status.success() {
@@ -251,39 +251,6 @@ fn train_once(
         .as_f64()
         .ok_or_else(|| format!("no examples_per_second in {summary}"))?;
     Ok((eps, wall))
-}
-
-/// Waits for every child, reading their pipes; past `limit` kills them all.
-fn wait_all(children: Vec<Child>, limit: Duration) -> BenchResult<Vec<Output>> {
-    let deadline = Instant::now() + limit;
-    // Pipes are drained on threads: a rank blocked on a full pipe would stall the collective.
-    let handles: Vec<_> = children
-        .into_iter()
-        .map(|child| {
-            let id = child.id();
-            (id, std::thread::spawn(move || child.wait_with_output()))
-        })
-        .collect();
-    while handles.iter().any(|(_, h)| !h.is_finished()) {
-        if Instant::now() > deadline {
-            for (id, h) in &handles {
-                if !h.is_finished() {
-                    // Only our own children, by pid.
-                    let _ = Command::new("kill").arg(id.to_string()).status();
-                }
-            }
-            return Err(format!("training still running after {limit:?}").into());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    handles
-        .into_iter()
-        .map(|(_, h)| {
-            h.join()
-                .map_err(|_| "output thread panicked")?
-                .map_err(Into::into)
-        })
-        .collect()
 }
 
 fn path_str(p: &Path) -> BenchResult<String> {

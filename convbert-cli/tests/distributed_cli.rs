@@ -5,21 +5,13 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use convbert_testing::processes::{free_port, wait_all};
 use serde_json::Value;
 use tch::{Kind, Tensor};
-
-fn free_port() -> String {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port()
-        .to_string()
-}
 
 /// A fresh directory holding the docs/finetune data and its config without dropout (two
 /// processes with half batches would see other dropout masks than one with whole batches).
@@ -84,7 +76,7 @@ fn train_args(dir: &Path, out: &str, batch: usize, extra: &[&str]) -> Vec<String
 
 /// Starts `world` ranks of `convbert args` with the launcher variables torchrun sets.
 fn spawn_ranks(args: &[String], world: usize, timeout: &str) -> Vec<Child> {
-    let port = free_port();
+    let port = free_port().to_string();
     (0..world)
         .map(|rank| {
             Command::new(env!("CARGO_BIN_EXE_convbert"))
@@ -105,35 +97,13 @@ fn spawn_ranks(args: &[String], world: usize, timeout: &str) -> Vec<Child> {
         .collect()
 }
 
-/// Waits for every child, killing all of them past `limit`.
-fn wait_all(children: Vec<Child>, limit: Duration) -> Vec<Output> {
-    let deadline = Instant::now() + limit;
-    let mut children = children;
-    while children
-        .iter_mut()
-        .any(|c| c.try_wait().expect("wait").is_none())
-    {
-        if Instant::now() > deadline {
-            for c in &mut children {
-                let _ = c.kill();
-            }
-            panic!("ranks still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    children
-        .into_iter()
-        .map(|c| c.wait_with_output().expect("output"))
-        .collect()
-}
-
 /// `convbert args` as one process, outside any job.
 fn run_alone(args: &[String]) -> Output {
     common::convbert(&args.iter().map(String::as_str).collect::<Vec<_>>(), b"")
 }
 
 fn run_ranks(args: &[String], world: usize) -> Vec<Output> {
-    let outs = wait_all(spawn_ranks(args, world, "120"), Duration::from_secs(300));
+    let outs = wait_all(spawn_ranks(args, world, "120"), Duration::from_secs(300)).expect("ranks");
     for (rank, o) in outs.iter().enumerate() {
         assert!(o.status.success(), "rank {rank}: {}", common::stderr(o));
     }
@@ -283,7 +253,7 @@ fn a_killed_rank_makes_the_other_fail_within_the_timeout() {
     }
     ranks[1].kill().expect("kill rank 1");
     let killed_at = Instant::now();
-    let outs = wait_all(ranks, Duration::from_secs(90));
+    let outs = wait_all(ranks, Duration::from_secs(90)).expect("ranks");
     let waited = killed_at.elapsed();
     assert_eq!(
         outs[0].status.code(),
@@ -318,7 +288,7 @@ fn torchrun_launches_convbert_train_as_it_is() {
     let steps = ["--max-steps", "4"];
     let single = run_alone(&train_args(&dir, "single", 8, &steps));
     assert!(single.status.success(), "{}", common::stderr(&single));
-    let port = free_port();
+    let port = free_port().to_string();
     let child = Command::new(&torchrun)
         .args([
             "--nproc_per_node",
@@ -337,7 +307,9 @@ fn torchrun_launches_convbert_train_as_it_is() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("torchrun");
-    let out = wait_all(vec![child], Duration::from_secs(300)).remove(0);
+    let out = wait_all(vec![child], Duration::from_secs(300))
+        .expect("ranks")
+        .remove(0);
     assert!(out.status.success(), "{}", common::stderr(&out));
     let diff = max_weight_diff(&dir.join("single"), &dir.join("ddp"));
     assert!(

@@ -1,8 +1,10 @@
 //! Test helpers shared by several crates' tests and benches: comparing JSON results with
-//! Hugging Face's, the multilingual benchmark text, and the benchmarks' common parts.
+//! Hugging Face's, the multilingual benchmark text, the benchmarks' common parts, and running
+//! the processes of a distributed job.
 
 pub mod bench;
 mod corpus;
+pub mod processes;
 
 pub use corpus::multilingual_lines;
 

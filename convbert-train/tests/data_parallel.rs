@@ -6,13 +6,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use convbert_distributed::{DistEnv, ProcessGroup};
 use convbert_heads::ConvBertForSequenceClassification;
+use convbert_testing::processes::{free_port, wait_all};
 use convbert_train::{AdamW, AdamWConfig, DataParallel, LinearSchedule, Warmup};
 use tch::{Device, Kind, Tensor};
 
@@ -21,13 +21,6 @@ const TOL: f64 = 1e-5;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }
 
 /// Runs this test binary's `test` as `world` ranks of one job; panics unless all succeed
@@ -52,25 +45,11 @@ fn launch(test: &str, scenario: &str, world: usize) -> Vec<String> {
                 .expect("spawn rank")
         })
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let mut children = children;
-    while children
-        .iter_mut()
-        .any(|c| c.try_wait().expect("wait").is_none())
-    {
-        if Instant::now() > deadline {
-            for c in &mut children {
-                let _ = c.kill();
-            }
-            panic!("the ranks of {scenario} did not finish within 240 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    children
+    wait_all(children, Duration::from_secs(240))
+        .unwrap_or_else(|e| panic!("the ranks of {scenario}: {e}"))
         .into_iter()
         .enumerate()
-        .map(|(rank, c)| {
-            let out = c.wait_with_output().expect("output");
+        .map(|(rank, out)| {
             let text = format!(
                 "{}{}",
                 String::from_utf8_lossy(&out.stdout),
