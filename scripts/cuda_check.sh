@@ -6,8 +6,18 @@
 #                               parity tests on CUDA (1e-4), mixed-precision training, and the
 #                               conv-bert-base forward speed against HF eager on the same GPU,
 #                               and data-parallel training on NCCL (world size 1) against Gloo
+#   Each scripts/cuda_check.d/NAME.sh adds its own checks: a NAME_kit function run at the end of
+#   `kit` and a NAME_run function run at the end of `run`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+parts=()
+for f in scripts/cuda_check.d/*.sh; do
+    [ -e "$f" ] || continue
+    # shellcheck source=/dev/null
+    . "$f"
+    parts+=("$(basename "$f" .sh)")
+done
 
 kit() {
     . scripts/env.sh
@@ -31,7 +41,8 @@ for line in sys.stdin:
     # `convbert` runs the model commands through `convbert-torch` beside it.
     cp target/release/convbert target/release/convbert-torch gpu-kit/
     nccl_kit
-    strip gpu-kit/* gpu-kit/nccl/*
+    for part in "${parts[@]}"; do "${part}_kit"; done
+    find gpu-kit -type f -perm -u+x -exec strip {} +
     mkdir -p .whl
     "$CONVBERT_PYTHON" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
         --implementation cp --platform manylinux_2_17_x86_64 -d .whl \
@@ -133,6 +144,7 @@ run() {
             BENCH_ROUNDS=${BENCH_ROUNDS:-3} "$k/bench_forward" || status=1
     done
     nccl_run || status=1
+    for part in "${parts[@]}"; do "${part}_run" || status=1; done
     return $status
 }
 
