@@ -356,6 +356,7 @@ fn training_args(a: &TrainArgs, device: Device) -> TrainingArgs {
             beta2: a.adam_beta2,
             eps: a.adam_epsilon,
             weight_decay: a.weight_decay,
+            ..AdamWConfig::default()
         },
         warmup: a
             .warmup_steps

@@ -101,7 +101,7 @@ pub(crate) fn save_checkpoint(
         std::fs::remove_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
     }
     model.save_pretrained(&tmp)?;
-    Tensor::write_safetensors(&optimizer.state_tensors(), tmp.join(OPTIMIZER_FILE))?;
+    Tensor::write_safetensors(&optimizer.state_tensors()?, tmp.join(OPTIMIZER_FILE))?;
     let json = serde_json::to_string_pretty(state)?;
     std::fs::write(tmp.join(STATE_FILE), json)
         .map_err(|e| TrainError::io(tmp.join(STATE_FILE), e))?;

@@ -28,6 +28,10 @@ pub enum TrainError {
     /// A libtorch error.
     #[error(transparent)]
     Torch(#[from] tch::TchError),
+    /// A libtorch kernel that tch does not bind (the fused optimizer step, the foreach norms),
+    /// reached through this crate's C++ shim, raised an error.
+    #[error("libtorch {op}: {message}")]
+    Kernel { op: &'static str, message: String },
     /// Reading or writing a file.
     #[error("{path}: {source}")]
     Io {

@@ -3,6 +3,10 @@
 //! except biases and LayerNorm weights (`Trainer.get_decay_parameter_names`, transformers v4.57.6,
 //! <https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/trainer.py#L1180>).
 //!
+//! Two implementations of the update: libtorch's multi-tensor `_fused_adamw_` (as
+//! `AdamW(fused=True)`, [`crate::fused_adamw`]), the default on CUDA, and a per-parameter one
+//! ([`crate::adamw_update`], one pass over each fp32 CPU parameter), the default on the CPU.
+//!
 //! tch's own `nn::AdamW` is not used: it steps every variable of a VarStore with one decay and keeps
 //! no per-parameter state we can save for an exact resume.
 
@@ -13,6 +17,7 @@ use tch::{Kind, Tensor};
 
 use crate::adamw_update::Update;
 use crate::error::{Result, TrainError};
+use crate::{foreach, fused_adamw};
 
 /// AdamW hyper-parameters; the defaults are HF `TrainingArguments`'.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -25,6 +30,11 @@ pub struct AdamWConfig {
     pub eps: f64,
     /// `weight_decay` (0.0), applied to the decay group only.
     pub weight_decay: f64,
+    /// torch's `fused`: `None` takes libtorch's fused multi-tensor kernels (and the foreach
+    /// gradient clipping) when every parameter is on CUDA, the per-parameter update otherwise;
+    /// `Some(true)` forces the fused kernels on any device (libtorch has CPU ones too),
+    /// `Some(false)` the per-parameter update.
+    pub fused: Option<bool>,
 }
 
 impl Default for AdamWConfig {
@@ -34,6 +44,7 @@ impl Default for AdamWConfig {
             beta2: 0.999,
             eps: 1e-8,
             weight_decay: 0.0,
+            fused: None,
         }
     }
 }
@@ -56,8 +67,10 @@ struct ParamState {
     name: String,
     param: Tensor,
     decay: bool,
-    /// Steps taken by this parameter (torch keeps one per parameter).
+    /// Steps taken by this parameter (torch keeps one per parameter), on the per-parameter path.
     step: i64,
+    /// The same count as an f32 scalar on the parameter's device, on the fused path.
+    fused_step: Option<Tensor>,
     exp_avg: Tensor,
     exp_avg_sq: Tensor,
 }
@@ -76,12 +89,17 @@ impl AdamW {
     /// Optimizer state (zeros) for every trainable variable of `vs`.
     pub fn new(vs: &VarStore, config: AdamWConfig) -> Result<Self> {
         let vars: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+        let trainable: Vec<_> = vars
+            .into_iter()
+            .filter(|(_, p)| p.requires_grad())
+            .collect();
+        let fused = config
+            .fused
+            .unwrap_or_else(|| trainable.iter().all(|(_, p)| p.device().is_cuda()));
         let mut params = Vec::new();
-        for (name, param) in vars {
-            if !param.requires_grad() {
-                continue;
-            }
+        for (name, param) in trainable {
             params.push(ParamState {
+                fused_step: fused.then(|| fused_adamw::new_step(&param)).transpose()?,
                 decay: decays(&name),
                 exp_avg: param.f_zeros_like()?,
                 exp_avg_sq: param.f_zeros_like()?,
@@ -105,6 +123,11 @@ impl AdamW {
             .collect()
     }
 
+    /// True when steps run libtorch's fused multi-tensor kernels (see [`AdamWConfig::fused`]).
+    pub fn is_fused(&self) -> bool {
+        self.params.first().is_some_and(|p| p.fused_step.is_some())
+    }
+
     /// Names of the parameters that receive weight decay.
     pub fn decay_names(&self) -> Vec<&str> {
         let decayed = self.params.iter().filter(|p| p.decay);
@@ -113,11 +136,15 @@ impl AdamW {
 
     /// One update at learning rate `lr` of every parameter that has a gradient.
     pub fn step(&mut self, lr: f64) -> Result<()> {
+        if self.is_fused() {
+            return self.fused_step(lr, None);
+        }
         let AdamWConfig {
             beta1,
             beta2,
             eps,
             weight_decay,
+            fused: _,
         } = self.config;
         let scratch = match self.scratch.take() {
             Some(s) => s,
@@ -153,6 +180,42 @@ impl AdamW {
         result
     }
 
+    /// A fused step, skipped on the device (weights, moments and counters unchanged) when
+    /// `total_norm` is not finite: no value is read back to the host.
+    pub(crate) fn fused_step(&mut self, lr: f64, total_norm: Option<&Tensor>) -> Result<()> {
+        let c = self.config;
+        let hyper = fused_adamw::Hyper {
+            lr,
+            beta1: c.beta1,
+            beta2: c.beta2,
+            eps: c.eps,
+            weight_decay: c.weight_decay,
+        };
+        tch::no_grad(|| -> Result<()> {
+            let found_inf = match total_norm {
+                Some(n) => Some(n.f_isfinite()?.f_logical_not()?.f_to_kind(Kind::Float)?),
+                None => None,
+            };
+            let mut slots = Vec::with_capacity(self.params.len());
+            for p in &self.params {
+                let (grad, Some(step)) = (p.param.grad(), p.fused_step.as_ref()) else {
+                    continue;
+                };
+                if grad.defined() {
+                    slots.push(fused_adamw::Slot {
+                        decay: p.decay,
+                        param: &p.param,
+                        grad,
+                        exp_avg: &p.exp_avg,
+                        exp_avg_sq: &p.exp_avg_sq,
+                        step,
+                    });
+                }
+            }
+            fused_adamw::step(slots, hyper, found_inf.as_ref())
+        })
+    }
+
     fn new_scratch(&self) -> Result<[Tensor; 2]> {
         let largest = self.params.iter().max_by_key(|p| p.param.numel());
         let (n, options) = match largest {
@@ -165,25 +228,38 @@ impl AdamW {
         ])
     }
 
-    /// Zeroes every gradient.
-    pub fn zero_grad(&mut self) {
+    /// Zeroes every gradient (in one multi-tensor op on the fused path).
+    pub fn zero_grad(&mut self) -> Result<()> {
+        if self.is_fused() {
+            let grads: Vec<Tensor> = self.params.iter().map(|p| p.param.grad()).collect();
+            let defined: Vec<Tensor> = grads.into_iter().filter(Tensor::defined).collect();
+            if !defined.is_empty() {
+                tch::no_grad(|| foreach::zero_(&defined))?;
+            }
+            return Ok(());
+        }
         for p in &mut self.params {
             p.param.zero_grad();
         }
+        Ok(())
     }
 
     /// The state to save: `exp_avg.<name>`, `exp_avg_sq.<name>` and `step.<name>` (int64 scalar).
-    pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
+    pub fn state_tensors(&self) -> Result<Vec<(String, Tensor)>> {
         let mut out = Vec::with_capacity(self.params.len() * 3);
         for p in &self.params {
+            let step = match &p.fused_step {
+                Some(t) => t.f_to_kind(Kind::Int64)?.f_to_device(tch::Device::Cpu)?,
+                None => Tensor::from(p.step),
+            };
             out.push((format!("exp_avg.{}", p.name), p.exp_avg.shallow_clone()));
             out.push((
                 format!("exp_avg_sq.{}", p.name),
                 p.exp_avg_sq.shallow_clone(),
             ));
-            out.push((format!("step.{}", p.name), Tensor::from(p.step)));
+            out.push((format!("step.{}", p.name), step));
         }
-        out
+        Ok(out)
     }
 
     /// Restores [`state_tensors`](Self::state_tensors); every parameter's state must be present.
@@ -206,12 +282,15 @@ impl AdamW {
                     ),
                 ));
             }
+            p.step = step.f_to_kind(Kind::Int64)?.f_int64_value(&[])?;
             tch::no_grad(|| -> Result<()> {
                 p.exp_avg.f_copy_(m)?;
                 p.exp_avg_sq.f_copy_(v)?;
+                if let Some(t) = &mut p.fused_step {
+                    let _ = t.f_fill_(p.step as f64)?;
+                }
                 Ok(())
             })?;
-            p.step = step.f_to_kind(Kind::Int64)?.f_int64_value(&[])?;
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 
 use tch::Tensor;
 
-use crate::clip::{clip_grad_norm, grad_norm};
+use crate::clip::{clip_grad_norm, clip_grad_norm_tensor, grad_norm};
 use crate::data_parallel::DataParallel;
 use crate::error::{Result, TrainError};
 use crate::optimizer::AdamW;
@@ -97,7 +97,7 @@ pub(crate) fn step_with(
         let loss = loss_of(micro)? / accumulation as f64;
         let value = loss.f_double_value(&[])?;
         if !value.is_finite() {
-            optimizer.zero_grad();
+            optimizer.zero_grad()?;
             return Err(TrainError::NonFiniteLoss { step, loss: value });
         }
         if scale == 1.0 {
@@ -114,6 +114,8 @@ pub(crate) fn step_with(
     }
     if let Some(scaler) = &scaler {
         unscale(&params, scaler.scale)?;
+    } else if optimizer.is_fused() {
+        return fused_step(optimizer, lr, max_grad_norm, step, &params, total);
     }
     // The total norm, measured while clipping (or alone, to spot an fp16 overflow).
     let norm = if max_grad_norm > 0.0 {
@@ -128,7 +130,7 @@ pub(crate) fn step_with(
         let found_inf = !norm.is_finite();
         scaler.update(found_inf);
         if found_inf {
-            optimizer.zero_grad();
+            optimizer.zero_grad()?;
             return Ok(StepOutcome {
                 loss: total,
                 grad_norm: norm,
@@ -137,14 +139,51 @@ pub(crate) fn step_with(
             });
         }
     } else if max_grad_norm > 0.0 && !norm.is_finite() {
-        optimizer.zero_grad();
+        optimizer.zero_grad()?;
         return Err(TrainError::NonFiniteGradient { step, norm });
     }
     let grad_norm = if max_grad_norm > 0.0 { norm } else { f64::NAN };
     optimizer.step(lr)?;
-    optimizer.zero_grad();
+    optimizer.zero_grad()?;
     Ok(StepOutcome {
         loss: total,
+        grad_norm,
+        lr,
+        skipped: false,
+    })
+}
+
+/// Clipping and the update on the fused path, queued without reading anything back: the kernel
+/// itself skips the update when the total norm is not finite. The norm is read once, after the
+/// whole step is queued, for the outcome and to stop on a non-finite norm as the other path does.
+fn fused_step(
+    optimizer: &mut AdamW,
+    lr: f64,
+    max_grad_norm: f64,
+    step: usize,
+    params: &[Tensor],
+    loss: f64,
+) -> Result<StepOutcome> {
+    let total = if max_grad_norm > 0.0 {
+        clip_grad_norm_tensor(params, max_grad_norm, true)?
+    } else {
+        None
+    };
+    optimizer.fused_step(lr, total.as_ref())?;
+    optimizer.zero_grad()?;
+    let grad_norm = match (&total, max_grad_norm > 0.0) {
+        (Some(t), true) => t.f_double_value(&[])?,
+        (None, true) => 0.0,
+        (_, false) => f64::NAN,
+    };
+    if max_grad_norm > 0.0 && !grad_norm.is_finite() {
+        return Err(TrainError::NonFiniteGradient {
+            step,
+            norm: grad_norm,
+        });
+    }
+    Ok(StepOutcome {
+        loss,
         grad_norm,
         lr,
         skipped: false,

@@ -1,7 +1,8 @@
 //! Data-parallel step parity with HF Trainer's step under torchrun (fixtures/gen_ddp.py: 2
 //! processes, Gloo, DistributedDataParallel with `no_sync` on accumulated micro-batches): two
 //! processes of this test binary join a c10d group over 127.0.0.1, each takes its own
-//! micro-batches, and both must end on the golden weights (≤ 1e-5) with the golden mean losses.
+//! micro-batches, and both must end on the golden weights (≤ 1e-5) with the golden mean losses,
+//! with the CPU's per-parameter AdamW and with libtorch's fused kernels forced.
 
 mod common;
 
@@ -25,14 +26,14 @@ fn fixtures() -> PathBuf {
 
 /// Runs this test binary's `test` as `world` ranks of one job; panics unless all succeed
 /// within the time limit. Returns their outputs.
-fn launch(test: &str, scenario: &str, world: usize) -> Vec<String> {
+fn launch(test: &str, role: &str, world: usize) -> Vec<String> {
     let port = free_port().to_string();
     let exe = std::env::current_exe().expect("test binary");
     let children: Vec<_> = (0..world)
         .map(|rank| {
             Command::new(&exe)
                 .args([test, "--exact", "--nocapture", "--test-threads", "1"])
-                .env(ROLE, scenario)
+                .env(ROLE, role)
                 .env("MASTER_ADDR", "127.0.0.1")
                 .env("MASTER_PORT", &port)
                 .env("RANK", rank.to_string())
@@ -46,7 +47,7 @@ fn launch(test: &str, scenario: &str, world: usize) -> Vec<String> {
         })
         .collect();
     wait_all(children, Duration::from_secs(240))
-        .unwrap_or_else(|e| panic!("the ranks of {scenario}: {e}"))
+        .unwrap_or_else(|e| panic!("the ranks of {role}: {e}"))
         .into_iter()
         .enumerate()
         .map(|(rank, out)| {
@@ -57,7 +58,7 @@ fn launch(test: &str, scenario: &str, world: usize) -> Vec<String> {
             );
             assert!(
                 out.status.success(),
-                "rank {rank} of {scenario} failed:\n{text}"
+                "rank {rank} of {role} failed:\n{text}"
             );
             text
         })
@@ -65,7 +66,7 @@ fn launch(test: &str, scenario: &str, world: usize) -> Vec<String> {
 }
 
 /// One rank: the scenario's steps on this rank's micro-batches, checked against the golden.
-fn rank_worker(scenario: &str) {
+fn rank_worker(scenario: &str, fused: bool) {
     let dir = fixtures().join("ddp");
     let manifest: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.join("manifest.json")).expect("manifest"),
@@ -92,6 +93,7 @@ fn rank_worker(scenario: &str) {
     .expect("checkpoint");
     let config = AdamWConfig {
         weight_decay: hp["weight_decay"].as_f64().expect("wd"),
+        fused: Some(fused),
         ..AdamWConfig::default()
     };
     let mut optimizer = AdamW::new(model.var_store(), config).expect("optimizer");
@@ -152,17 +154,23 @@ fn rank_worker(scenario: &str) {
         worst.1
     );
     println!(
-        "rank {rank} {scenario}: max |diff| weights {:.2e} ({})",
+        "rank {rank} {scenario} (fused {fused}): max |diff| weights {:.2e} ({})",
         worst.0, worst.1
     );
 }
 
-fn run_or_launch(test: &str, scenario: &str) {
+/// `fused`: libtorch's fused AdamW kernels instead of the CPU's per-parameter update.
+fn run_or_launch(test: &str, scenario: &str, fused: bool) {
+    let role = if fused {
+        format!("{scenario}+fused")
+    } else {
+        scenario.to_string()
+    };
     match std::env::var(ROLE) {
-        Ok(s) if s == scenario => rank_worker(scenario),
+        Ok(s) if s == role => rank_worker(scenario, fused),
         Ok(_) => {}
         Err(_) => {
-            for out in launch(test, scenario, 2) {
+            for out in launch(test, &role, 2) {
                 print!("{out}");
             }
         }
@@ -174,10 +182,29 @@ fn two_ranks_with_accumulation_match_hf_ddp() {
     run_or_launch(
         "two_ranks_with_accumulation_match_hf_ddp",
         "ddp_accumulated",
+        false,
     );
 }
 
 #[test]
 fn two_ranks_with_clipping_match_hf_ddp() {
-    run_or_launch("two_ranks_with_clipping_match_hf_ddp", "ddp_clipped");
+    run_or_launch("two_ranks_with_clipping_match_hf_ddp", "ddp_clipped", false);
+}
+
+#[test]
+fn two_ranks_with_fused_adamw_and_accumulation_match_hf_ddp() {
+    run_or_launch(
+        "two_ranks_with_fused_adamw_and_accumulation_match_hf_ddp",
+        "ddp_accumulated",
+        true,
+    );
+}
+
+#[test]
+fn two_ranks_with_fused_adamw_and_clipping_match_hf_ddp() {
+    run_or_launch(
+        "two_ranks_with_fused_adamw_and_clipping_match_hf_ddp",
+        "ddp_clipped",
+        true,
+    );
 }

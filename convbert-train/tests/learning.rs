@@ -189,6 +189,17 @@ fn masked_lm_loss_falls_by_a_factor_of_two() {
 
 #[test]
 fn resumed_training_equals_uninterrupted_training() {
+    resumed_equals_uninterrupted(None);
+}
+
+#[test]
+fn resumed_training_with_fused_adamw_equals_uninterrupted_training() {
+    resumed_equals_uninterrupted(Some(true));
+}
+
+/// `fused`: `AdamWConfig::fused` (the fused kernels keep their step counters as f32 tensors; the
+/// checkpoint holds them as int64, as the per-parameter path writes them).
+fn resumed_equals_uninterrupted(fused: Option<bool>) {
     let _serial = serial();
     let dir = temp_dir("resume");
     let data = classification_data(&dir, "train.jsonl", 64, 11, None);
@@ -204,6 +215,7 @@ fn resumed_training_equals_uninterrupted_training() {
         logging_steps: 3,
         adam: convbert_train::AdamWConfig {
             weight_decay: 0.01,
+            fused,
             ..Default::default()
         },
         ..args(&dir.join("full"))
@@ -229,6 +241,15 @@ fn resumed_training_equals_uninterrupted_training() {
     let first = TaskModel::from_config(Task::TextClassification, config.clone(), Device::Cpu)
         .expect("model");
     train(&first, &data, None, &collator(false), &part).expect("part run");
+    let state = tch::Tensor::read_safetensors(dir.join("part/checkpoint-4/optimizer.safetensors"))
+        .expect("optimizer state");
+    for (name, t) in state.iter().filter(|(n, _)| n.starts_with("step.")) {
+        assert_eq!(
+            (t.kind(), t.int64_value(&[])),
+            (tch::Kind::Int64, 4),
+            "{name}"
+        );
+    }
     tch::manual_seed(1234);
     let resumed =
         TaskModel::from_config(Task::TextClassification, config, Device::Cpu).expect("model");

@@ -1,6 +1,7 @@
 //! Mixed precision: bf16 autocast trains a tiny classifier from scratch to the same held-out
 //! accuracy as fp32 (on the CPU, and with fp16 too on a GPU: `CONVBERT_TEST_DEVICE=cuda`), the
-//! master weights stay fp32, and fp16 loss scaling skips overflowing steps as GradScaler does.
+//! master weights stay fp32, and fp16 loss scaling skips overflowing steps as GradScaler does;
+//! with the device's default AdamW and with libtorch's fused kernels forced.
 
 mod common;
 
@@ -56,9 +57,13 @@ fn autocast_training_reaches_95_percent_with_fp32_master_weights() {
     let dir = temp_dir("mixed");
     let train_set = classification_data(&dir, "train.jsonl", 480, 1, None);
     let eval_set = classification_data(&dir, "eval.jsonl", 200, 2, Some(&train_set.label_names));
-    for &precision in precisions(device) {
+    // The device's default update, and libtorch's fused kernels forced (the default on CUDA).
+    let runs = precisions(device)
+        .iter()
+        .flat_map(|&p| [(p, None), (p, Some(true))]);
+    for (precision, fused) in runs {
         let model = same_start_on(device);
-        let out_dir = dir.join(format!("{precision:?}"));
+        let out_dir = dir.join(format!("{precision:?}-{fused:?}"));
         let args = TrainingArgs {
             output_dir: out_dir.clone(),
             learning_rate: 2e-3,
@@ -73,17 +78,23 @@ fn autocast_training_reaches_95_percent_with_fp32_master_weights() {
             num_train_epochs: 8,
             device,
             mixed_precision: precision,
+            adam: AdamWConfig {
+                fused,
+                ..AdamWConfig::default()
+            },
             ..TrainingArgs::default()
         };
         let out =
             train(&model, &train_set, Some(&eval_set), &collator(false), &args).expect("train");
         let accuracy = out.eval.as_ref().expect("eval").metrics["accuracy"];
         println!(
-            "{precision:?} on {device:?}: accuracy {accuracy:.3}, {:.1} examples/s",
+            "{precision:?} (fused {fused:?}) on {device:?}: accuracy {accuracy:.3}, {:.1} examples/s",
             out.examples_per_second
         );
         if accuracy < 0.95 {
-            failures.push(format!("{precision:?}: held-out accuracy {accuracy}"));
+            failures.push(format!(
+                "{precision:?} {fused:?}: held-out accuracy {accuracy}"
+            ));
         }
         for (name, var) in model.var_store().variables() {
             assert_eq!(var.kind(), Kind::Float, "{name} is no longer fp32");
@@ -161,16 +172,26 @@ fn autocast_gradients_follow_fp32_gradients() {
     }
 }
 
-fn quadratic() -> (VarStore, Tensor, AdamW) {
+/// `fused` forces libtorch's fused kernels (or the per-parameter update) on the CPU.
+fn quadratic(fused: Option<bool>) -> (VarStore, Tensor, AdamW) {
     let vs = VarStore::new(Device::Cpu);
     let p = vs.root().ones("p", &[3]);
-    let opt = AdamW::new(&vs, AdamWConfig::default()).expect("adamw");
+    let config = AdamWConfig {
+        fused,
+        ..AdamWConfig::default()
+    };
+    let opt = AdamW::new(&vs, config).expect("adamw");
     (vs, p, opt)
 }
 
 #[test]
 fn loss_scaling_gives_the_unscaled_step() {
-    let (_a, p, mut opt) = quadratic();
+    loss_scaling_gives_the_unscaled_step_with(None);
+    loss_scaling_gives_the_unscaled_step_with(Some(true));
+}
+
+fn loss_scaling_gives_the_unscaled_step_with(fused: Option<bool>) {
+    let (_a, p, mut opt) = quadratic(fused);
     let plain = optimizer_step(
         &mut opt,
         1e-2,
@@ -180,7 +201,7 @@ fn loss_scaling_gives_the_unscaled_step() {
         |_| Ok((&p * &p).sum(Kind::Float)),
     )
     .expect("plain step");
-    let (_b, q, mut opt) = quadratic();
+    let (_b, q, mut opt) = quadratic(fused);
     let mut scaler = GradScaler::default();
     let scaled = optimizer_step_scaled(&mut opt, 1e-2, 1, 1.0, 0, &mut scaler, |_| {
         Ok((&q * &q).sum(Kind::Float))
@@ -194,7 +215,12 @@ fn loss_scaling_gives_the_unscaled_step() {
 
 #[test]
 fn an_overflowing_scaled_step_is_skipped_and_halves_the_scale() {
-    let (_vs, p, mut opt) = quadratic();
+    an_overflowing_scaled_step_is_skipped_with(None);
+    an_overflowing_scaled_step_is_skipped_with(Some(true));
+}
+
+fn an_overflowing_scaled_step_is_skipped_with(fused: Option<bool>) {
+    let (_vs, p, mut opt) = quadratic(fused);
     // The scaled loss overflows fp32 to inf, so do its gradients.
     let mut scaler = GradScaler {
         scale: 1e38,

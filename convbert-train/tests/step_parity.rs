@@ -1,7 +1,8 @@
 //! Step parity with HF Trainer's optimisation (fixtures/gen_train.py): AdamW with HF's decay groups,
 //! the linear warm-up schedule, clip_grad_norm_ and gradient accumulation, on a tiny sequence
 //! classification checkpoint with dropout 0 in training mode. Weights and losses within 1e-5
-//! (1e-4 on a GPU, with `CONVBERT_TEST_DEVICE=cuda`).
+//! (1e-4 on a GPU, with `CONVBERT_TEST_DEVICE=cuda`), with the default update of the device and
+//! with libtorch's fused multi-tensor kernels forced (`AdamWConfig::fused`).
 
 mod common;
 
@@ -35,7 +36,7 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
 }
 
 /// Runs one scenario; returns (max |diff| over the weights, max |diff| of the step losses).
-fn run_scenario(name: &str) -> (f64, f64) {
+fn run_scenario(name: &str, fused: Option<bool>) -> (f64, f64) {
     let manifest: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(train_dir().join("manifest.json")).expect("manifest"),
     )
@@ -55,9 +56,14 @@ fn run_scenario(name: &str) -> (f64, f64) {
     .expect("checkpoint");
     let config = AdamWConfig {
         weight_decay: hp["weight_decay"].as_f64().expect("wd"),
+        fused,
         ..AdamWConfig::default()
     };
     let mut optimizer = AdamW::new(model.var_store(), config).expect("optimizer");
+    assert_eq!(
+        optimizer.is_fused(),
+        fused.unwrap_or(test_device().is_cuda())
+    );
     let schedule = LinearSchedule::new(
         hp["lr"].as_f64().expect("lr"),
         Warmup::Steps(hp["warmup_steps"].as_u64().expect("warmup") as usize),
@@ -117,7 +123,7 @@ fn run_scenario(name: &str) -> (f64, f64) {
     );
     assert!(loss_diff < tol(), "{name}: loss off by {loss_diff:e}");
     println!(
-        "{name}: max |diff| weights {:.2e} ({}), loss {:.2e}",
+        "{name} (fused {fused:?}): max |diff| weights {:.2e} ({}), loss {:.2e}",
         worst.0, worst.1, loss_diff
     );
     (worst.0, loss_diff)
@@ -125,17 +131,24 @@ fn run_scenario(name: &str) -> (f64, f64) {
 
 #[test]
 fn one_step_matches_hf() {
-    run_scenario("one_step");
+    run_scenario("one_step", None);
 }
 
 #[test]
 fn three_accumulated_micro_batches_match_hf() {
-    run_scenario("accumulated");
+    run_scenario("accumulated", None);
 }
 
 #[test]
 fn hf_default_hyper_parameters_with_clipping_match_hf() {
-    run_scenario("defaults_clipped");
+    run_scenario("defaults_clipped", None);
+}
+
+#[test]
+fn fused_kernels_match_hf_in_every_scenario() {
+    for name in ["one_step", "accumulated", "defaults_clipped"] {
+        run_scenario(name, Some(true));
+    }
 }
 
 #[test]
