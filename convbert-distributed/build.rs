@@ -2,9 +2,8 @@
 //! rpath so tests and binaries find libtorch without LD_LIBRARY_PATH.
 
 use std::env;
-use std::path::PathBuf;
 
-use convbert_build::{emit_torch_link_args, Libtorch};
+use convbert_build::{cuda_include_dirs, emit_torch_link_args, Libtorch};
 
 fn main() {
     println!("cargo:rerun-if-changed=src/shim.cpp");
@@ -26,33 +25,13 @@ fn main() {
 }
 
 /// The `nccl` feature: ProcessGroupNCCL.hpp needs the CUDA runtime headers (with crt/ and
-/// CCCL's nv/) and nccl.h. They come from CONVBERT_CUDA_INCLUDE (a path list), else CUDA_HOME,
-/// else the nvidia-* wheels next to a PyPI torch (nvidia-cuda-crt and nvidia-cuda-cccl are not
-/// torch dependencies: pip install them into that venv).
+/// CCCL's nv/) and nccl.h, found by [`cuda_include_dirs`].
 fn nccl(build: &mut cc::Build, torch: &std::path::Path) {
-    println!("cargo:rerun-if-env-changed=CONVBERT_CUDA_INCLUDE");
-    println!("cargo:rerun-if-env-changed=CUDA_HOME");
-    let mut dirs: Vec<PathBuf> = match env::var_os("CONVBERT_CUDA_INCLUDE") {
-        Some(list) => env::split_paths(&list).collect(),
-        None => Vec::new(),
-    };
-    let cuda_home =
-        env::var_os("CUDA_HOME").map_or_else(|| "/usr/local/cuda".into(), PathBuf::from);
-    dirs.push(cuda_home.join("include"));
-    let nvidia = torch.join("../nvidia");
-    for wheel in ["cu13", "cuda_runtime", "cuda_nvcc", "cuda_cccl", "nccl"] {
-        dirs.push(nvidia.join(wheel).join("include"));
-    }
-    dirs.retain(|d| d.is_dir());
-    for header in ["cuda_runtime.h", "crt/host_config.h", "nv/target", "nccl.h"] {
-        if !dirs.iter().any(|d| d.join(header).exists()) {
-            panic!(
-                "the nccl feature needs {header}, found in none of {dirs:?}: set \
-                 CONVBERT_CUDA_INCLUDE or CUDA_HOME, or pip install nvidia-cuda-crt and \
-                 nvidia-cuda-cccl (the torch wheel's CUDA version) into the torch venv"
-            );
-        }
-    }
+    let dirs = cuda_include_dirs(
+        torch,
+        &["cuda_runtime.h", "crt/host_config.h", "nv/target", "nccl.h"],
+        "nccl",
+    );
     build
         .includes(&dirs)
         .define("USE_C10D_NCCL", None)

@@ -66,6 +66,45 @@ impl Libtorch {
     }
 }
 
+/// The CUDA header folders for a shim compiled against libtorch's CUDA headers, from
+/// `CONVBERT_CUDA_INCLUDE` (a path list), else `CUDA_HOME` (default /usr/local/cuda), else the
+/// nvidia-* wheels next to a PyPI torch (`torch_root`). The torch wheel lacks crt/ and CCCL's nv/:
+/// pip install nvidia-cuda-crt and nvidia-cuda-cccl (the wheel's CUDA version) or point
+/// `CONVBERT_CUDA_INCLUDE` at them. Stops the build naming `feature` when a `required` header
+/// (relative to an include folder) is in none of them.
+pub fn cuda_include_dirs(torch_root: &Path, required: &[&str], feature: &str) -> Vec<PathBuf> {
+    println!("cargo:rerun-if-env-changed=CONVBERT_CUDA_INCLUDE");
+    println!("cargo:rerun-if-env-changed=CUDA_HOME");
+    let mut dirs: Vec<PathBuf> = match std::env::var_os("CONVBERT_CUDA_INCLUDE") {
+        Some(list) => std::env::split_paths(&list).collect(),
+        None => Vec::new(),
+    };
+    let cuda_home =
+        std::env::var_os("CUDA_HOME").map_or_else(|| "/usr/local/cuda".into(), PathBuf::from);
+    dirs.push(cuda_home.join("include"));
+    let nvidia = torch_root.join("../nvidia");
+    for wheel in ["cu13", "cuda_runtime", "cuda_nvcc", "cuda_cccl", "nccl"] {
+        dirs.push(nvidia.join(wheel).join("include"));
+    }
+    dirs.retain(|d| d.is_dir());
+    if let Some(header) = missing_header(&dirs, required) {
+        panic!(
+            "the {feature} feature needs {header}, found in none of {dirs:?}: set \
+             CONVBERT_CUDA_INCLUDE or CUDA_HOME, or pip install nvidia-cuda-crt and \
+             nvidia-cuda-cccl (the torch wheel's CUDA version) into the torch venv"
+        );
+    }
+    dirs
+}
+
+/// The first of `required` that no folder of `dirs` holds.
+fn missing_header<'a>(dirs: &[PathBuf], required: &[&'a str]) -> Option<&'a str> {
+    required
+        .iter()
+        .find(|h| !dirs.iter().any(|d| d.join(h).exists()))
+        .copied()
+}
+
 /// Emits the link arguments for the binaries, tests and benches of the calling package: an rpath
 /// to `libtorch_lib` and, when `libtorch_cuda.so` is there, `--no-as-needed -ltorch_cuda`.
 /// Call it from a build script (it prints `cargo:` directives on stdout).
@@ -92,6 +131,20 @@ pub fn torch_link_args(lib: &Path) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_header_is_named() {
+        let dir = std::env::temp_dir().join(format!("convbert-build-inc-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("crt")).unwrap();
+        std::fs::write(dir.join("crt/host_config.h"), b"").unwrap();
+        let dirs = [dir.clone()];
+        assert_eq!(missing_header(&dirs, &["crt/host_config.h"]), None);
+        assert_eq!(
+            missing_header(&dirs, &["crt/host_config.h", "nv/target"]),
+            Some("nv/target")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn rpath_only_without_cuda() {

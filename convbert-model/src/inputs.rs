@@ -2,6 +2,8 @@
 //! public boundary (rank, kind, ranges, device), so that bad input gives a typed error, never a
 //! libtorch abort. Mirrors the arguments of HF `ConvBertModel.forward` (v4.57.6).
 
+use std::cell::Cell;
+
 use tch::{Device, Kind, Tensor};
 
 use crate::config::ConvBertConfig;
@@ -36,6 +38,26 @@ pub struct ForwardOptions {
     /// default position ids follow the mask, so each real token gets the output of its row run
     /// alone without padding (left or right), instead of HF's padding-dependent values.
     pub padding_invariant: bool,
+}
+
+thread_local! {
+    static IDS_PREVALIDATED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with the range checks of id inputs (`input_ids`, `token_type_ids`, `position_ids`)
+/// skipped on this thread; shapes and kinds are still checked. For a caller that checked the
+/// ids on the host and may not read device values back, as during a CUDA graph capture (the
+/// check's `min`/`max` read synchronises the stream, which a capture forbids). An id out of range
+/// then fails in the embedding kernel instead of as `InputIdOutOfRange`.
+pub fn with_prevalidated_ids<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            IDS_PREVALIDATED.with(|p| p.set(self.0));
+        }
+    }
+    let _restore = Restore(IDS_PREVALIDATED.with(|p| p.replace(true)));
+    f()
 }
 
 /// Validated inputs: int64 ids, model device, resolved defaults.
@@ -98,6 +120,9 @@ fn ids(
         return Err(shape_err(name, rows, t));
     }
     let t = t.f_to_device(device)?.f_to_kind(Kind::Int64)?;
+    if IDS_PREVALIDATED.with(Cell::get) {
+        return Ok(t);
+    }
     let (lo, hi) = (
         t.f_min()?.f_int64_value(&[])?,
         t.f_max()?.f_int64_value(&[])?,

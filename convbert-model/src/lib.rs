@@ -45,5 +45,5 @@ pub use checkpoint::{load_into, save_safetensors, LoadOptions, LoadReport, Weigh
 pub use config::ConvBertConfig;
 pub use device::parse_device;
 pub use error::{ConvBertError, Result};
-pub use inputs::{ConvBertInputs, ForwardOptions};
+pub use inputs::{with_prevalidated_ids, ConvBertInputs, ForwardOptions};
 pub use model::{ConvBertModel, ConvBertModelOutput};

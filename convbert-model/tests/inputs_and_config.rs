@@ -357,3 +357,28 @@ fn int32_ids_bool_masks_and_row_positions_are_accepted() {
     .unwrap();
     assert!(base.equal(&other));
 }
+
+#[test]
+fn prevalidated_ids_skip_only_the_range_check_and_only_in_scope() {
+    let (m, _vs) = tiny();
+    let good = ids(&[1, 2, 3], 1);
+    let inputs = ConvBertInputs {
+        input_ids: Some(&good),
+        ..Default::default()
+    };
+    let checked = run(&m, inputs).unwrap();
+    let skipped = convbert_model::with_prevalidated_ids(|| run(&m, inputs)).unwrap();
+    assert!(checked.equal(&skipped));
+    // Out of range: the embedding itself fails (CPU), not the host check.
+    let too_big = ids(&[1, 20], 1);
+    let bad = ConvBertInputs {
+        input_ids: Some(&too_big),
+        ..Default::default()
+    };
+    let inside = convbert_model::with_prevalidated_ids(|| run(&m, bad));
+    assert!(matches!(inside, Err(ConvBertError::Tch(_))), "{inside:?}");
+    assert!(matches!(
+        run(&m, bad),
+        Err(ConvBertError::InputIdOutOfRange { value: 20, .. })
+    ));
+}
