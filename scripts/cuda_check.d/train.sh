@@ -1,0 +1,62 @@
+# Training throughput on CUDA against HF Trainer (issue 15, part 1: AdamW on libtorch's fused
+# multi-tensor kernels): the conv-bert-base shape (random init, batch 32 x 128) in fp32 and bf16,
+# ours and HF Trainer with its fused AdamW (`optim="adamw_torch_fused"`), and the ratio.
+# Sourced by scripts/cuda_check.sh; `run` already compares the docs/finetune classifier.
+
+# HF Trainer needs accelerate (and its psutil, pyyaml), which `run` installs from .whl with
+# the rest of the pinned reference.
+train_kit() {
+    mkdir -p .whl
+    "$CONVBERT_PYTHON" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+        --implementation cp --platform manylinux_2_17_x86_64 -d .whl \
+        -r fixtures/requirements-ddp.txt
+}
+
+# Writes into $1 conv-bert-base's config.json, the default model's vocabulary (bert-base-uncased)
+# and train.jsonl: 512 texts of docs/finetune sentences, each over 128 word pieces, so that both
+# sides train on full 128-token sequences.
+train_base_setup() {
+    local d=$1
+    mkdir -p "$d"
+    cp fixtures/default-model/vocab.txt "$d/"
+    python3 - "$d" <<'PY'
+import json, random, sys
+from pathlib import Path
+d = Path(sys.argv[1])
+(d / "config.json").write_text(json.dumps({
+    "architectures": ["ConvBertModel"], "model_type": "convbert", "vocab_size": 30522,
+    "hidden_size": 768, "embedding_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+    "intermediate_size": 3072, "max_position_embeddings": 512, "type_vocab_size": 2,
+    "head_ratio": 2, "conv_kernel_size": 9, "num_groups": 1, "pad_token_id": 0}, indent=1))
+rows = [json.loads(l) for l in Path("docs/finetune/train.jsonl").read_text().splitlines() if l.strip()]
+rng = random.Random(0)
+with open(d / "train.jsonl", "w") as f:
+    for _ in range(512):
+        picked = [rng.choice(rows) for _ in range(40)]  # ~5 words each: well over 128 pieces
+        text = " ".join(r["text"] for r in picked)
+        f.write(json.dumps({"text": text, "label": picked[0]["label"]}) + "\n")
+PY
+}
+
+# Prints ours, HF's and ours / HF in examples/s for each precision; TRAIN_BASE_STEPS steps (200).
+train_run() {
+    local k=gpu-kit d=/tmp/tput-base steps=${TRAIN_BASE_STEPS:-200} status=0 p ours hf
+    echo "== training throughput, conv-bert-base shape, batch 32 x 128, $steps steps, cuda: ours vs HF Trainer (adamw_torch_fused)"
+    rm -rf $d
+    train_base_setup $d || return 1
+    for p in "" --bf16; do
+        ours=$("$k/convbert" train --task text-classification --config $d/config.json \
+            --tokenizer $d/vocab.txt --train $d/train.jsonl --output "$d/out$p" \
+            --max-steps "$steps" --batch-size 32 --max-length 128 --learning-rate 1e-4 \
+            --warmup-ratio 0.1 --seed 7 --no-progress --device cuda $p |
+            python3 -c "import json, sys; print(json.load(sys.stdin)['examples_per_second'])") ||
+            { status=1; continue; }
+        hf=$(python3 convbert-train/benches/hf_trainer.py $d --max-steps "$steps" --cuda $p \
+            --batch-size 32 --max-length 128 --learning-rate 1e-4 --optim adamw_torch_fused \
+            2>/dev/null | tail -1 |
+            python3 -c "import json, sys; print(json.load(sys.stdin)['hf_train_samples_per_second'])") ||
+            { status=1; continue; }
+        python3 -c "print(f'base ${p:-fp32}: ours {$ours:.1f} examples/s, HF Trainer {$hf:.1f}, ours / HF {$ours / $hf:.2f}x')"
+    done
+    return $status
+}
