@@ -66,11 +66,10 @@ fn total_norm(grads: &[Tensor], foreach: bool) -> Result<Tensor> {
 }
 
 /// The total L2 norm of the gradients of `params`, without clipping.
-pub(crate) fn grad_norm(params: &[Tensor]) -> Result<f64> {
+pub(crate) fn grad_norm(params: &[Tensor], foreach: bool) -> Result<f64> {
     let grads = grads(params);
     if grads.is_empty() {
         return Ok(0.0);
     }
-    let foreach = grads.iter().any(|g| g.device().is_cuda());
     Ok(total_norm(&grads, foreach)?.f_double_value(&[])?)
 }

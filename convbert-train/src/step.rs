@@ -2,11 +2,12 @@
 //! each micro-batch loss divided by the accumulation steps and back-propagated, the gradients
 //! clipped to `max_grad_norm`, AdamW at the schedule's learning rate, gradients zeroed.
 
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
-use crate::clip::{clip_grad_norm, clip_grad_norm_tensor, grad_norm};
+use crate::clip::{clip_grad_norm_tensor, grad_norm};
 use crate::data_parallel::DataParallel;
 use crate::error::{Result, TrainError};
+use crate::foreach;
 use crate::optimizer::AdamW;
 use crate::precision::GradScaler;
 
@@ -113,15 +114,20 @@ pub(crate) fn step_with(
         total = dp.average_gradients(&params, total)?;
     }
     if let Some(scaler) = &scaler {
-        unscale(&params, scaler.scale)?;
+        unscale(&params, scaler.scale, optimizer.is_fused())?;
     } else if optimizer.is_fused() {
         return fused_step(optimizer, lr, max_grad_norm, step, &params, total);
     }
-    // The total norm, measured while clipping (or alone, to spot an fp16 overflow).
+    // The total norm, measured while clipping (or alone, to spot an fp16 overflow); through the
+    // foreach kernels on CUDA, as torch, and with the fused optimizer.
+    let foreach = optimizer.is_fused() || params.iter().any(|p| p.device().is_cuda());
     let norm = if max_grad_norm > 0.0 {
-        clip_grad_norm(&params, max_grad_norm)?
+        match clip_grad_norm_tensor(&params, max_grad_norm, foreach)? {
+            Some(total) => total.f_double_value(&[])?,
+            None => 0.0,
+        }
     } else if scaler.is_some() {
-        grad_norm(&params)?
+        grad_norm(&params, foreach)?
     } else {
         f64::NAN
     };
@@ -190,10 +196,19 @@ fn fused_step(
     })
 }
 
-/// Divides every gradient by `scale` in place.
-fn unscale(params: &[Tensor], scale: f64) -> Result<()> {
+/// Divides every gradient by `scale` in place (one foreach op on the fused path).
+fn unscale(params: &[Tensor], scale: f64, foreach: bool) -> Result<()> {
+    let grads: Vec<Tensor> = params
+        .iter()
+        .map(|p| p.grad())
+        .filter(|g| g.defined())
+        .collect();
     tch::no_grad(|| -> Result<()> {
-        for g in params.iter().map(|p| p.grad()).filter(|g| g.defined()) {
+        if let (true, Some(first)) = (foreach, grads.first()) {
+            let factor = Tensor::f_full([], 1.0 / scale, (Kind::Float, first.device()))?;
+            return foreach::mul_(&grads, &factor);
+        }
+        for g in &grads {
             let _ = g.shallow_clone().f_mul_scalar_(1.0 / scale)?;
         }
         Ok(())

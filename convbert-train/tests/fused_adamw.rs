@@ -8,6 +8,12 @@ use convbert_train::{optimizer_step, AdamW, AdamWConfig, LinearSchedule, Warmup}
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
+/// The tests draw from libtorch's global generator: one at a time.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 const NAMES: [&str; 4] = [
     "dense.weight",
     "dense.bias",
@@ -69,6 +75,7 @@ fn max_diff(a: &VarStore, b: &VarStore) -> f64 {
 
 #[test]
 fn fused_kernels_take_the_per_parameter_steps() {
+    let _serial = serial();
     let (vs_f, vs_p) = (store(0), store(0));
     let (mut fused, mut plain) = (optimizer(&vs_f, true), optimizer(&vs_p, false));
     assert!(fused.is_fused() && !plain.is_fused());
@@ -85,6 +92,7 @@ fn fused_kernels_take_the_per_parameter_steps() {
 
 #[test]
 fn state_round_trips_between_fused_and_per_parameter_updates() {
+    let _serial = serial();
     // Reference: 5 uninterrupted fused steps.
     let vs_ref = store(1);
     let mut reference = optimizer(&vs_ref, true);
