@@ -83,6 +83,13 @@ impl HfForwardServer {
         self.stdin.flush().ok()?;
         self.read_json()?["tokens_per_s"].as_f64()
     }
+
+    /// Median milliseconds of one `kind` forward waited for to its end, over `seconds`.
+    pub fn p50_ms(&mut self, kind: &str, seconds: f64) -> Option<f64> {
+        writeln!(self.stdin, "{kind} {seconds} p50").ok()?;
+        self.stdin.flush().ok()?;
+        self.read_json()?["p50_ms"].as_f64()
+    }
 }
 
 impl Drop for HfForwardServer {
