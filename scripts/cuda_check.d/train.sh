@@ -1,15 +1,27 @@
-# Training throughput on CUDA against HF Trainer (issue 15, part 1: AdamW on libtorch's fused
-# multi-tensor kernels): the conv-bert-base shape (random init, batch 32 x 128) in fp32 and bf16,
-# ours and HF Trainer with its fused AdamW (`optim="adamw_torch_fused"`), and the ratio.
-# Sourced by scripts/cuda_check.sh; `run` already compares the docs/finetune classifier.
+# AdamW on libtorch's fused multi-tensor kernels on CUDA (issue 15, part 1): the fused CUDA step
+# against the per-parameter one (tests/fused_adamw.rs; `run` already runs the step-parity goldens,
+# which take the fused path on CUDA), and training throughput against HF Trainer at the
+# conv-bert-base shape (random init, batch 32 x 128) in fp32 and bf16, ours and HF Trainer with
+# its fused AdamW (`optim="adamw_torch_fused"`), and the ratio. Sourced by scripts/cuda_check.sh;
+# `run` already compares the docs/finetune classifier.
 
-# HF Trainer needs accelerate (and its psutil, pyyaml), which `run` installs from .whl with
-# the rest of the pinned reference.
+# The fused_adamw test binary; HF Trainer needs accelerate (and its psutil, pyyaml), which `run`
+# installs from .whl with the rest of the pinned reference.
 train_kit() {
+    local json
+    json=$(cargo test --release --no-run --message-format=json -p convbert-train --test fused_adamw)
+    echo "$json" | python3 -c '
+import json, shutil, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable"):
+        shutil.copy(m["executable"], "gpu-kit/train_fused_adamw")
+'
     mkdir -p .whl
+    # psutil 7.1.3 ships manylinux_2_28 wheels only (glibc 2.28, which torch 2.11 needs too).
     "$CONVBERT_PYTHON" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
-        --implementation cp --platform manylinux_2_17_x86_64 -d .whl \
-        -r fixtures/requirements-ddp.txt
+        --implementation cp --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
+        -d .whl -r fixtures/requirements-ddp.txt
 }
 
 # Writes into $1 conv-bert-base's config.json, the default model's vocabulary (bert-base-uncased)
@@ -41,6 +53,8 @@ PY
 # Prints ours, HF's and ours / HF in examples/s for each precision; TRAIN_BASE_STEPS steps (200).
 train_run() {
     local k=gpu-kit d=/tmp/tput-base steps=${TRAIN_BASE_STEPS:-200} status=0 p ours hf
+    echo "== train_fused_adamw (CONVBERT_TEST_DEVICE=cuda)"
+    "$k/train_fused_adamw" --nocapture --test-threads 1 || status=1
     echo "== training throughput, conv-bert-base shape, batch 32 x 128, $steps steps, cuda: ours vs HF Trainer (adamw_torch_fused)"
     rm -rf $d
     train_base_setup $d || return 1
