@@ -245,6 +245,15 @@ impl<B: Backend> Cache<B> {
 /// next to the model, behind the same lock.
 pub struct GraphCache(Cache<CudaRunner>);
 
+impl std::fmt::Debug for GraphCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphCache")
+            .field("unavailable", &self.unavailable())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
 impl GraphCache {
     /// A cache for a model on `device` whose inputs obey `limits`. On the CPU, without a CUDA
     /// device or without the `cuda` feature every run is eager, and
@@ -255,6 +264,12 @@ impl GraphCache {
             other => Err(format!("CUDA graphs need a CUDA device, not {other:?}")),
         };
         Self(Cache::with_backend(backend, limits, policy))
+    }
+
+    /// A cache that runs everything eagerly (graphs turned off by the caller).
+    pub fn disabled(limits: InputLimits) -> Self {
+        let off = Err("CUDA graphs are turned off".to_string());
+        Self(Cache::with_backend(off, limits, GraphPolicy::default()))
     }
 
     /// Why every run is eager, or `None` when graphs are used.

@@ -5,15 +5,19 @@
 // Every entry point catches all C++ exceptions (convbert_shim.hpp): a failure returns non-zero
 // and a malloc'd message the caller frees with cbg_free_error. Tensors cross as tch's
 // `C_tensor*`, which is an `at::Tensor*`.
+//
+// The shim calls no CUDA runtime function itself, and uses c10's device-generic guards and
+// events rather than the inline CUDA ones: those would make the binaries link libcudart, which
+// a PyPI torch keeps outside its lib folder and a libtorch zip ships under a hashed name.
 
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAGraph.h>
+#include <c10/core/DeviceGuard.h>
+#include <c10/core/Event.h>
+#include <c10/core/StreamGuard.h>
 #include <c10/cuda/CUDACachingAllocator.h>
-#include <c10/cuda/CUDAEvent.h>
 #include <c10/cuda/CUDAFunctions.h>
-#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
-#include <cuda_runtime_api.h>
 
 #include "convbert_shim.hpp"
 
@@ -27,11 +31,34 @@ namespace {
 
 using convbert_shim::guarded;
 
-// CUDAGraph keeps its pool id and capture device protected; a capture that fails before
-// capture_end needs both to hand the pool back, as capture_end and reset would have.
+// CUDAGraph keeps its state protected; a capture that fails needs it to hand the graph's pool
+// back exactly once, as capture_end and reset would have.
 struct Graph : at::cuda::CUDAGraph {
-  c10::MempoolId_t pool_id() const { return mempool_id_; }
-  c10::DeviceIndex device() const { return capture_dev_; }
+  // capture_end, handing back what capture_begin took when it throws (an op invalidated the
+  // capture). capture_end ends the stream's capture in any case, but throws from
+  // cudaStreamEndCapture before it stops allocating to the pool.
+  void end() {
+    try {
+      capture_end();
+    } catch (...) {
+      if (graph_ == nullptr) {
+        c10::cuda::CUDACachingAllocator::endAllocateToPool(capture_dev_, mempool_id_);
+      }
+      if (!capture_ended_) {
+        c10::cuda::CUDACachingAllocator::releasePool(capture_dev_, mempool_id_);
+      }
+      throw;
+    }
+  }
+
+  // Ends the capture of a forward that failed. A capture that is still valid becomes a
+  // (partial) graph, released with this object like any other.
+  void abort() {
+    try {
+      end();
+    } catch (...) {
+    }
+  }
 };
 
 // What every capture of one cache shares: the device, a side stream (graphs may not be captured
@@ -40,29 +67,10 @@ struct Graph : at::cuda::CUDAGraph {
 // safe here because every replay and every read of a graph's outputs is ordered on one stream,
 // and each graph's static outputs stay allocated while it lives.
 struct Runner {
-  c10::DeviceIndex device;
-  c10::cuda::CUDAStream stream;
+  c10::Device device;
+  c10::Stream stream;
   c10::MempoolId_t pool;
 };
-
-// Ends a capture that the forward failed or invalidated and returns its pool reference. The
-// graph never reached capture_end, so its own reset releases nothing.
-void abort_capture(Graph& graph, const c10::cuda::CUDAStream& stream) {
-  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
-  if (cudaStreamIsCapturing(stream.stream(), &status) == cudaSuccess &&
-      status != cudaStreamCaptureStatusNone) {
-    cudaGraph_t partial = nullptr;
-    // An invalidated capture ends with an error and no graph.
-    (void)cudaStreamEndCapture(stream.stream(), &partial);
-    if (partial != nullptr) {
-      (void)cudaGraphDestroy(partial);
-    }
-  }
-  // The failed capture's error is not sticky: clear it so later calls do not report it.
-  (void)cudaGetLastError();
-  c10::cuda::CUDACachingAllocator::endAllocateToPool(graph.device(), graph.pool_id());
-  c10::cuda::CUDACachingAllocator::releasePool(graph.device(), graph.pool_id());
-}
 
 }  // namespace
 
@@ -79,9 +87,10 @@ int cbg_device_count() { return static_cast<int>(c10::cuda::device_count()); }
 int cbg_runner_new(int device, void** out, char** err) {
   return guarded(err, [&] {
     auto index = static_cast<c10::DeviceIndex>(device);
-    c10::cuda::CUDAGuard guard(index);
-    auto stream = c10::cuda::getStreamFromPool(false, index);
-    *out = new Runner{index, stream, at::cuda::graph_pool_handle()};
+    c10::DeviceGuard guard(c10::Device(c10::DeviceType::CUDA, index));
+    c10::Stream stream = c10::cuda::getStreamFromPool(false, index).unwrap();
+    *out = new Runner{c10::Device(c10::DeviceType::CUDA, index), stream,
+                      at::cuda::graph_pool_handle()};
   });
 }
 
@@ -96,21 +105,21 @@ int cbg_capture(void* runner_ptr, int warmups, cbg_forward forward, void* ctx, v
   auto* runner = static_cast<Runner*>(runner_ptr);
   bool forward_failed = false;
   int rc = guarded(err, [&] {
-    c10::cuda::CUDAGuard device_guard(runner->device);
-    auto origin = c10::cuda::getCurrentCUDAStream(runner->device);
-    c10::cuda::CUDAEvent inputs_ready;
+    c10::DeviceGuard device_guard(runner->device);
+    c10::Stream origin = c10::cuda::getCurrentCUDAStream(runner->device.index()).unwrap();
+    c10::Event inputs_ready(c10::DeviceType::CUDA);
     inputs_ready.record(origin);
     inputs_ready.block(runner->stream);
     // The current stream waits for the side stream on every path out, so that nothing the
     // warm-up or the capture read (the static inputs) is freed or reused under it.
     auto join = [&] {
-      c10::cuda::CUDAEvent done;
+      c10::Event done(c10::DeviceType::CUDA);
       done.record(runner->stream);
       done.block(origin);
     };
     auto graph = std::make_unique<Graph>();
     try {
-      c10::cuda::CUDAStreamGuard stream_guard(runner->stream);
+      c10::StreamGuard stream_guard(runner->stream);
       for (int i = 0; i < warmups && !forward_failed; ++i) {
         forward_failed = forward(ctx, 0) != 0;
       }
@@ -119,16 +128,10 @@ int cbg_capture(void* runner_ptr, int warmups, cbg_forward forward, void* ctx, v
         graph->capture_begin(runner->pool, cudaStreamCaptureModeThreadLocal);
         if (forward(ctx, 1) != 0) {
           forward_failed = true;
-          abort_capture(*graph, runner->stream);
+          graph->abort();
         } else {
-          cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
-          C10_CUDA_CHECK(cudaStreamIsCapturing(runner->stream.stream(), &status));
-          if (status != cudaStreamCaptureStatusActive) {
-            abort_capture(*graph, runner->stream);
-            throw std::runtime_error(
-                "the capture was invalidated (an operation of the forward is not capturable)");
-          }
-          graph->capture_end();
+          // Throws when an op invalidated the capture without failing itself.
+          graph->end();
         }
       }
     } catch (...) {

@@ -266,4 +266,8 @@ fn a_missing_device_or_build_says_why() {
     assert!(why.contains(expected), "{why}");
     let cpu = GraphCache::new(Device::Cpu, limits, GraphPolicy::default());
     assert!(cpu.unavailable().unwrap().contains("need a CUDA device"));
+    assert!(GraphCache::disabled(limits)
+        .unavailable()
+        .unwrap()
+        .contains("turned off"));
 }
