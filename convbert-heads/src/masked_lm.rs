@@ -13,7 +13,7 @@ use crate::error::{ConvBertHeadError, Result};
 use crate::labels::Labels;
 use crate::loss::{cross_entropy, IGNORE_INDEX};
 use crate::pretrained::{impl_head, HeadModule};
-use convbert_model::primitives::{LayerNorm, Linear};
+use convbert_model::primitives::{LayerNorm, Linear, LinearKernel, LinearKernelFactory};
 
 /// `generator_predictions`: t = LayerNorm_E(gelu(dense(h))), (B, L, D) -> (B, L, E).
 #[derive(Debug)]
@@ -55,6 +55,8 @@ pub(crate) struct MaskedLmModules {
     lm_weight: Tensor,
     /// (V,), always a parameter of its own.
     lm_bias: Tensor,
+    /// Replaces the (E -> V) GEMM when set (`replace_linears`).
+    lm_kernel: Option<Box<dyn LinearKernel>>,
     vocab_size: i64,
 }
 
@@ -88,12 +90,31 @@ impl HeadModule for MaskedLmModules {
             generator_predictions,
             lm_weight,
             lm_bias,
+            lm_kernel: None,
             vocab_size: cfg.vocab_size,
         })
     }
 
     fn shared_with_encoder(cfg: &ConvBertConfig, key: &str) -> bool {
         key == "generator_lm_head.weight" && ties_word_embeddings(cfg)
+    }
+
+    fn replace_linears(&mut self, make: &mut LinearKernelFactory) -> convbert_model::Result<usize> {
+        self.generator_predictions.dense.replace_kernel(make)?;
+        // A tied weight is read as it is now; the kernel keeps its own (quantized) copy, as torch's
+        // quantize_dynamic does, while the embeddings stay fp32.
+        self.lm_kernel = Some(make(&self.lm_weight, &self.lm_bias)?);
+        Ok(2)
+    }
+}
+
+impl MaskedLmModules {
+    /// t (B, L, E) -> logits (B, L, V).
+    fn lm_head(&self, t: &Tensor) -> Result<Tensor> {
+        Ok(match &self.lm_kernel {
+            Some(k) => k.forward(t)?,
+            None => t.f_linear(&self.lm_weight, Some(&self.lm_bias))?,
+        })
     }
 }
 
@@ -129,7 +150,7 @@ impl ConvBertForMaskedLM {
         let out = self.encode(inputs, options, train)?;
         let head = &self.core.head;
         let t = head.generator_predictions.forward(&out.last_hidden_state)?;
-        let logits = t.f_linear(&head.lm_weight, Some(&head.lm_bias))?;
+        let logits = head.lm_head(&t)?;
         let loss = match labels {
             None => None,
             Some(labels) => {

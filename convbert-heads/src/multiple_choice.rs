@@ -13,7 +13,7 @@ use crate::labels::Labels;
 use crate::loss::{cross_entropy, IGNORE_INDEX};
 use crate::pretrained::{impl_head, HeadModule};
 use crate::sequence_summary::ConvBertSequenceSummary;
-use convbert_model::primitives::Linear;
+use convbert_model::primitives::{Linear, LinearKernelFactory};
 
 /// `sequence_summary` + `classifier`: (B·C, L, D) -> (B·C, 1).
 #[derive(Debug)]
@@ -46,6 +46,11 @@ impl HeadModule for MultipleChoiceModules {
             sequence_summary,
             classifier,
         })
+    }
+
+    fn replace_linears(&mut self, make: &mut LinearKernelFactory) -> convbert_model::Result<usize> {
+        self.classifier.replace_kernel(make)?;
+        Ok(1 + self.sequence_summary.replace_linears(make)?)
     }
 }
 

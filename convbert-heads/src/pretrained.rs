@@ -9,6 +9,7 @@ use std::fmt;
 use std::path::{Path as FsPath, PathBuf};
 
 use convbert_model::checkpoint::{self, LoadOptions, WeightsFormat};
+use convbert_model::primitives::LinearKernelFactory;
 use convbert_model::{
     ConvBertConfig, ConvBertError, ConvBertInputs, ConvBertModel, ConvBertModelOutput,
     ForwardOptions,
@@ -34,6 +35,8 @@ pub(crate) trait HeadModule: Sized {
     fn shared_with_encoder(_cfg: &ConvBertConfig, _key: &str) -> bool {
         false
     }
+    /// Every Linear of the head through `make`'s kernels (see `ReplaceLinears`); how many.
+    fn replace_linears(&mut self, make: &mut LinearKernelFactory) -> convbert_model::Result<usize>;
 }
 
 /// What `from_pretrained` did with the checkpoint, in the terms of HF's loading warnings.
@@ -323,6 +326,17 @@ macro_rules! impl_head {
                 &mut self.core.convbert
             }
 
+            /// Runs every Linear of the encoder and of the head (and the pointwise convolutions)
+            /// through `make`'s kernels, e.g. int8 (`convbert_quant::quantize_dynamic_int8`), as
+            /// torch's `quantize_dynamic` swaps every `nn.Linear`. Returns how many kernels were made.
+            pub fn replace_linears(
+                &mut self,
+                make: &mut convbert_model::primitives::LinearKernelFactory,
+            ) -> convbert_model::Result<usize> {
+                use $crate::pretrained::HeadModule as _;
+                Ok(self.core.convbert.replace_linears(make)? + self.core.head.replace_linears(make)?)
+            }
+
             fn encode(
                 &self,
                 inputs: &convbert_model::ConvBertInputs,
@@ -330,6 +344,19 @@ macro_rules! impl_head {
                 train: bool,
             ) -> $crate::error::Result<convbert_model::ConvBertModelOutput> {
                 self.core.encode(inputs, options, train)
+            }
+        }
+
+        impl convbert_model::primitives::ReplaceLinears for $name {
+            fn kind_and_device(&self) -> (tch::Kind, tch::Device) {
+                self.core.convbert.kind_and_device()
+            }
+
+            fn replace_linears(
+                &mut self,
+                make: &mut convbert_model::primitives::LinearKernelFactory,
+            ) -> convbert_model::Result<usize> {
+                $name::replace_linears(self, make)
             }
         }
     };

@@ -11,7 +11,7 @@ use crate::error::{ConvBertHeadError, Result};
 use crate::labels::Labels;
 use crate::loss::{class_indices, cross_entropy};
 use crate::pretrained::{impl_head, HeadModule};
-use convbert_model::primitives::Linear;
+use convbert_model::primitives::{Linear, LinearKernelFactory};
 
 /// `qa_outputs`: (B, L, D) -> (B, L, 2).
 #[derive(Debug)]
@@ -41,6 +41,11 @@ impl HeadModule for QuestionAnsweringModules {
                 cfg.initializer_range,
             )?,
         })
+    }
+
+    fn replace_linears(&mut self, make: &mut LinearKernelFactory) -> convbert_model::Result<usize> {
+        self.qa_outputs.replace_kernel(make)?;
+        Ok(1)
     }
 }
 

@@ -12,7 +12,7 @@ use crate::error::{ConvBertHeadError, Result};
 use crate::labels::{Labels, ProblemType};
 use crate::loss::{bce_with_logits, cross_entropy, mse, IGNORE_INDEX};
 use crate::pretrained::{impl_head, HeadModule};
-use convbert_model::primitives::{dropout, Linear};
+use convbert_model::primitives::{dropout, Linear, LinearKernelFactory};
 
 /// `classifier`: (B, L, D) hidden states -> (B, num_labels) logits from the first token.
 #[derive(Debug)]
@@ -49,6 +49,12 @@ impl HeadModule for ConvBertClassificationHead {
             num_labels: labels.num_labels,
             problem_type: labels.problem_type,
         })
+    }
+
+    fn replace_linears(&mut self, make: &mut LinearKernelFactory) -> convbert_model::Result<usize> {
+        self.dense.replace_kernel(make)?;
+        self.out_proj.replace_kernel(make)?;
+        Ok(2)
     }
 }
 

@@ -8,7 +8,7 @@ use serde_json::Value;
 use tch::{nn, Tensor};
 
 use crate::error::{ConvBertHeadError, Result};
-use convbert_model::primitives::{dropout, Linear};
+use convbert_model::primitives::{dropout, Linear, LinearKernelFactory};
 
 /// Which position(s) of the sequence the summary reads (`summary_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +142,20 @@ impl ConvBertSequenceSummary {
         self.summary
             .as_ref()
             .map_or(hidden_size, |l| l.out_features())
+    }
+
+    /// The projection (when there is one) through `make`'s kernel; how many kernels were made.
+    pub fn replace_linears(
+        &mut self,
+        make: &mut LinearKernelFactory,
+    ) -> convbert_model::Result<usize> {
+        match self.summary.as_mut() {
+            Some(summary) => {
+                summary.replace_kernel(make)?;
+                Ok(1)
+            }
+            None => Ok(0),
+        }
     }
 
     /// (N, L, D) hidden states -> (N, D), or (N, num_labels) with a projection to the labels.

@@ -12,7 +12,7 @@ use crate::labels::Labels;
 use crate::loss::{cross_entropy, IGNORE_INDEX};
 use crate::pretrained::{impl_head, HeadModule};
 use crate::sequence_classification::classifier_dropout;
-use convbert_model::primitives::{dropout, Linear};
+use convbert_model::primitives::{dropout, Linear, LinearKernelFactory};
 
 /// `dropout` + `classifier`: (B, L, D) -> (B, L, num_labels).
 #[derive(Debug)]
@@ -36,6 +36,11 @@ impl HeadModule for TokenClassificationModules {
             dropout: classifier_dropout(cfg),
             num_labels: labels.num_labels,
         })
+    }
+
+    fn replace_linears(&mut self, make: &mut LinearKernelFactory) -> convbert_model::Result<usize> {
+        self.classifier.replace_kernel(make)?;
+        Ok(1)
     }
 }
 

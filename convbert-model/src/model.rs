@@ -15,7 +15,7 @@ use crate::encoder::ConvBertEncoder;
 use crate::error::Result;
 use crate::inputs::{prepare, ConvBertInputs, ForwardOptions};
 use crate::mask;
-use crate::primitives::{Linear, LinearKernelFactory};
+use crate::primitives::{Linear, LinearKernelFactory, ReplaceLinears};
 
 /// The ConvBERT encoder. Var names under its path equal HF's state-dict keys.
 #[derive(Debug)]
@@ -185,5 +185,15 @@ impl ConvBertModel {
         Ok(self
             .forward_t(&inputs, &ForwardOptions::default(), false)?
             .last_hidden_state)
+    }
+}
+
+impl ReplaceLinears for ConvBertModel {
+    fn kind_and_device(&self) -> (Kind, Device) {
+        ConvBertModel::kind_and_device(self)
+    }
+
+    fn replace_linears(&mut self, make: &mut LinearKernelFactory) -> Result<usize> {
+        ConvBertModel::replace_linears(self, make)
     }
 }

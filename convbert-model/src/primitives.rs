@@ -21,6 +21,16 @@ pub trait LinearKernel: std::fmt::Debug + Send + Sync {
 pub type LinearKernelFactory<'a> =
     dyn FnMut(&Tensor, &Tensor) -> Result<Box<dyn LinearKernel>> + 'a;
 
+/// A model whose GEMMs can all run through [`LinearKernel`]s: the encoder
+/// ([`ConvBertModel`](crate::ConvBertModel)) and every task head, theirs included.
+pub trait ReplaceLinears {
+    /// Kind and device of the weights.
+    fn kind_and_device(&self) -> (Kind, Device);
+    /// Runs every Linear and pointwise convolution through `make(weight (out, in), bias (out,))`'s
+    /// kernel from now on; returns how many kernels were made.
+    fn replace_linears(&mut self, make: &mut LinearKernelFactory) -> Result<usize>;
+}
+
 /// `nn.Linear(in, out)`: vars `weight` (out, in) and `bias` (out,); y = x Wᵀ + b.
 #[derive(Debug)]
 pub struct Linear {

@@ -43,7 +43,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let fp32 = ConvBertForSequenceClassification::from_pretrained(&dir, Device::Cpu, Kind::Float)?;
     let mut int8 =
         ConvBertForSequenceClassification::from_pretrained(&dir, Device::Cpu, Kind::Float)?;
-    let n = convbert_quant::quantize_dynamic_int8(int8.convbert_mut())?;
+    let n = convbert_quant::quantize_dynamic_int8(&mut int8)?;
     let label2id: Vec<(String, i64)> = fp32
         .labels()
         .id2label

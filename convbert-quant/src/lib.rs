@@ -19,8 +19,8 @@ mod ffi;
 use std::ffi::{c_void, CString};
 use std::ptr::NonNull;
 
-use convbert_model::primitives::LinearKernel;
-use convbert_model::{ConvBertError, ConvBertModel};
+use convbert_model::primitives::{LinearKernel, ReplaceLinears};
+use convbert_model::ConvBertError;
 use tch::{Device, Kind, TchError, Tensor};
 
 /// The libtorch operators the int8 path calls.
@@ -160,10 +160,11 @@ impl LinearKernel for Int8Linear {
     }
 }
 
-/// Quantizes every Linear and pointwise convolution of `model` (fp32 on CPU) to int8 with
-/// dynamic activations; LayerNorms, embeddings, attention and GroupedLinear (a batched matmul,
-/// which quantize_dynamic leaves too) stay fp32. Returns how many GEMMs now run in int8.
-pub fn quantize_dynamic_int8(model: &mut ConvBertModel) -> Result<usize, QuantError> {
+/// Quantizes every Linear and pointwise convolution of `model` (fp32 on CPU; the encoder or any
+/// head, whose own Linears are quantized too, the MLM's vocabulary projection included) to int8
+/// with dynamic activations; LayerNorms, embeddings, attention and GroupedLinear (a batched
+/// matmul, which quantize_dynamic leaves too) stay fp32. Returns how many GEMMs now run in int8.
+pub fn quantize_dynamic_int8(model: &mut impl ReplaceLinears) -> Result<usize, QuantError> {
     let (kind, device) = model.kind_and_device();
     if device != Device::Cpu || kind != Kind::Float {
         return Err(QuantError::Unsupported(format!(
