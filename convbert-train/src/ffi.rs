@@ -37,7 +37,7 @@ extern "C" {
         factor: *const C_tensor,
         err: *mut *mut c_char,
     ) -> c_int;
-    pub fn cbt_foreach_zero_(
+    pub fn cbt_clear_grads(
         tensors: *const *const C_tensor,
         n: usize,
         err: *mut *mut c_char,

@@ -1,5 +1,6 @@
 //! libtorch's multi-tensor (`_foreach_*`) ops through the C++ shim: one kernel launch per list on
-//! CUDA (lists of one device and dtype), a loop of per-tensor ops on the CPU.
+//! CUDA (lists of one device and dtype), a loop of per-tensor ops on the CPU; and dropping
+//! gradients, which tch cannot do.
 
 use tch::Tensor;
 
@@ -27,11 +28,12 @@ pub(crate) fn mul_(tensors: &[Tensor], factor: &Tensor) -> Result<()> {
     })
 }
 
-/// Zeroes every tensor in place (`torch._foreach_zero_`).
-pub(crate) fn zero_(tensors: &[Tensor]) -> Result<()> {
-    let raw = handles(tensors);
-    // SAFETY: live tensor handles; the op writes through their storages.
-    check("_foreach_zero_", |err| unsafe {
-        ffi::cbt_foreach_zero_(raw.as_ptr(), raw.len(), err)
+/// Drops the gradients of `params` (torch's `zero_grad(set_to_none=True)`): no kernel runs, and
+/// the next backward gives each parameter its gradient buffer instead of adding into zeros.
+pub(crate) fn clear_grads(params: &[Tensor]) -> Result<()> {
+    let raw = handles(params);
+    // SAFETY: live tensor handles; only their autograd metadata changes.
+    check("zero_grad(set_to_none=True)", |err| unsafe {
+        ffi::cbt_clear_grads(raw.as_ptr(), raw.len(), err)
     })
 }

@@ -228,15 +228,11 @@ impl AdamW {
         ])
     }
 
-    /// Zeroes every gradient (in one multi-tensor op on the fused path).
+    /// Zeroes every gradient; on the fused path drops them instead, as torch's default
+    /// `zero_grad(set_to_none=True)` (no kernel per parameter, and none to add into zeros).
     pub fn zero_grad(&mut self) -> Result<()> {
         if self.is_fused() {
-            let grads: Vec<Tensor> = self.params.iter().map(|p| p.param.grad()).collect();
-            let defined: Vec<Tensor> = grads.into_iter().filter(Tensor::defined).collect();
-            if !defined.is_empty() {
-                tch::no_grad(|| foreach::zero_(&defined))?;
-            }
-            return Ok(());
+            return foreach::clear_grads(&self.parameters());
         }
         for p in &mut self.params {
             p.param.zero_grad();

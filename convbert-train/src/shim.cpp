@@ -70,9 +70,14 @@ int cbt_foreach_mul_(const at::Tensor* const* tensors, size_t n, const at::Tenso
   return guarded(err, [&] { at::_foreach_mul_(list(tensors, n), *factor); });
 }
 
-// Every tensor zeroed in place (`_foreach_zero_`).
-int cbt_foreach_zero_(const at::Tensor* const* tensors, size_t n, char** err) {
-  return guarded(err, [&] { at::_foreach_zero_(list(tensors, n)); });
+// Drops the gradient of every tensor, as `zero_grad(set_to_none=True)`: no kernel, and the next
+// backward hands each parameter its gradient buffer instead of adding it into zeros.
+int cbt_clear_grads(const at::Tensor* const* tensors, size_t n, char** err) {
+  return guarded(err, [&] {
+    for (size_t i = 0; i < n; ++i) {
+      tensors[i]->mutable_grad().reset();
+    }
+  });
 }
 
 void cbt_free_error(char* err) { std::free(err); }
