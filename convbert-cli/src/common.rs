@@ -131,6 +131,7 @@ impl ModelArgs {
             kind: self.dtype.kind(),
             batch_size: self.batch_size,
             padding_invariant: !self.hf_padding,
+            cuda_graphs: true,
         })
     }
 }

@@ -3,7 +3,8 @@
 //! unpadded, in input order. [`Prepared`] is what one input becomes before the model runs: its
 //! encodings and the rows they give, so a caller may pack rows of many inputs into one batch.
 
-use convbert_model::{ConvBertInputs, ForwardOptions};
+use convbert_cuda_graphs::HostBatch;
+use convbert_model::ForwardOptions;
 use tch::{Device, Kind, Tensor};
 use tokenizers::Encoding;
 
@@ -115,7 +116,7 @@ pub(crate) fn run_prepared<T, F, G>(
     mut finish: G,
 ) -> Result<Vec<Result<T>>>
 where
-    F: FnMut(&ConvBertInputs, &ForwardOptions) -> Result<Vec<Tensor>>,
+    F: FnMut(&HostBatch, &ForwardOptions) -> Result<Vec<Tensor>>,
     G: FnMut(usize, &Prepared, Vec<Vec<Tensor>>) -> Result<T>,
 {
     let outputs = run_batched(&ok_rows(&prepared), options, pad_id, granularity, forward)?;
@@ -172,7 +173,7 @@ pub(crate) fn run_batched<F>(
     mut forward: F,
 ) -> Result<Vec<Vec<Tensor>>>
 where
-    F: FnMut(&ConvBertInputs, &ForwardOptions) -> Result<Vec<Tensor>>,
+    F: FnMut(&HostBatch, &ForwardOptions) -> Result<Vec<Tensor>>,
 {
     let mut results: Vec<Vec<Tensor>> = (0..rows.len()).map(|_| Vec::new()).collect();
     for chunk in length_order(rows).chunks(options.batch_size.max(1)) {
@@ -185,8 +186,9 @@ where
     Ok(results)
 }
 
-/// Runs `forward` on `rows` as one batch, right-padded to the longest; returns per row its
-/// outputs (f32, CPU) without padding.
+/// Runs `forward` on `rows` as one batch, right-padded to the longest (host ids, mask and type
+/// ids); returns per row its outputs (f32, CPU) without padding. Per-token outputs may be longer
+/// than the batch (a CUDA graph's length bucket): each row is cut to its real tokens.
 pub(crate) fn forward_batch<F>(
     rows: &[&Row],
     options: &PipelineOptions,
@@ -195,7 +197,7 @@ pub(crate) fn forward_batch<F>(
     mut forward: F,
 ) -> Result<Vec<Vec<Tensor>>>
 where
-    F: FnMut(&ConvBertInputs, &ForwardOptions) -> Result<Vec<Tensor>>,
+    F: FnMut(&HostBatch, &ForwardOptions) -> Result<Vec<Tensor>>,
 {
     if rows.is_empty() {
         return Ok(Vec::new());
@@ -226,17 +228,16 @@ where
                 .chain(std::iter::repeat_n(0, row.ids.len() - row.real + pad)),
         );
     }
-    let shape = [rows.len() as i64, len as i64];
-    let ids = Tensor::from_slice(&ids).f_view(shape)?;
-    let types = Tensor::from_slice(&types).f_view(shape)?;
-    let mask = Tensor::from_slice(&mask).f_view(shape)?;
-    let inputs = ConvBertInputs {
-        input_ids: Some(&ids),
-        attention_mask: Some(&mask),
-        token_type_ids: Some(&types),
-        ..Default::default()
+    let host = HostBatch {
+        input_ids: &ids,
+        attention_mask: &mask,
+        token_type_ids: &types,
+        rows: rows.len(),
+        len,
+        // Only then may a graph run the batch at a longer, bucketed length.
+        pad_length: options.padding_invariant,
     };
-    let outputs = forward(&inputs, &forward_options)?
+    let outputs = forward(&host, &forward_options)?
         .into_iter()
         .map(|t| t.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float))
         .collect::<Result<Vec<_>, _>>()?;

@@ -22,6 +22,9 @@ pub enum PipelineError {
     /// A libtorch error.
     #[error(transparent)]
     Torch(#[from] tch::TchError),
+    /// Replaying a CUDA graph failed (a failed capture falls back to eager instead).
+    #[error(transparent)]
+    Graph(#[from] convbert_cuda_graphs::GraphError),
     /// No usable tokenizer files, or the tokenizer library failed.
     #[error("tokenizer: {0}")]
     Tokenizer(String),

@@ -3,11 +3,13 @@
 //! the head weights were newly initialised (e.g. the encoder-only YituTech checkpoints). The model
 //! sits behind a lock: libtorch tensors may move between threads but not be shared, and the lock
 //! lets a pipeline be shared (tokenizing and post-processing need no model) while one thread at a
-//! time runs it.
+//! time runs it. On a CUDA device small batches replay from CUDA graphs ([`GraphCache`], next to
+//! the model under its own lock, always taken after the model's).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
+use convbert_cuda_graphs::{GraphCache, GraphInputs, GraphPolicy, HostBatch, InputLimits};
 use convbert_heads::{
     ConvBertForMaskedLM, ConvBertForQuestionAnswering, ConvBertForSequenceClassification,
     ConvBertForTokenClassification, HeadLoadReport,
@@ -76,6 +78,7 @@ impl TaskHead for Encoder {
 #[derive(Debug)]
 pub(crate) struct Loaded<H> {
     model: Mutex<H>,
+    graphs: Mutex<GraphCache>,
     pub(crate) config: ConvBertConfig,
     pub(crate) tokenizer: TextTokenizer,
     pub(crate) options: PipelineOptions,
@@ -105,8 +108,10 @@ impl<H: TaskHead> Loaded<H> {
         task: &str,
     ) -> Self {
         let warnings = head_warnings(model.report(), task);
+        let config = model.encoder().config().clone();
         Self {
-            config: model.encoder().config().clone(),
+            graphs: Mutex::new(graph_cache(&options, &config)),
+            config,
             model: Mutex::new(model),
             tokenizer,
             options,
@@ -143,17 +148,18 @@ impl<H: TaskHead> Loaded<H> {
         G: FnMut(usize, &Prepared, Vec<Vec<Tensor>>) -> Result<T>,
     {
         let model = self.model()?;
+        let mut graphs = self.graphs()?;
         run_prepared(
             prepared,
             &self.options,
             self.pad_id(),
             granularity,
-            |inputs, fo| forward(&model, inputs, fo),
+            |host, fo| run_graphed(&mut graphs, "head", host, |x| forward(&model, x, fo)),
             finish,
         )
     }
 
-    /// One batch of `rows` through `forward`; per row its outputs.
+    /// One batch of `rows` through `forward` (the task head); per row its outputs.
     pub(crate) fn batch_rows<F>(
         &self,
         rows: &[&Row],
@@ -163,28 +169,89 @@ impl<H: TaskHead> Loaded<H> {
     where
         F: Fn(&H, &ConvBertInputs, &ForwardOptions) -> Result<Vec<Tensor>>,
     {
+        self.batch_rows_as("head", rows, granularity, forward)
+    }
+
+    /// One batch of `rows` through the encoder; per row its `last_hidden_state` (L, D).
+    pub(crate) fn feature_rows(&self, rows: &[&Row]) -> Result<Vec<Tensor>> {
+        single_outputs(self.batch_rows_as(
+            "features",
+            rows,
+            Granularity::Token,
+            |m, inputs, fo| {
+                Ok(vec![
+                    m.encoder().forward_t(inputs, fo, false)?.last_hidden_state,
+                ])
+            },
+        )?)
+    }
+
+    /// [`batch_rows`](Self::batch_rows) with `what` naming the forward for its CUDA graphs.
+    fn batch_rows_as<F>(
+        &self,
+        what: &'static str,
+        rows: &[&Row],
+        granularity: Granularity,
+        forward: F,
+    ) -> Result<Vec<Vec<Tensor>>>
+    where
+        F: Fn(&H, &ConvBertInputs, &ForwardOptions) -> Result<Vec<Tensor>>,
+    {
         let model = self.model()?;
+        let mut graphs = self.graphs()?;
         forward_batch(
             rows,
             &self.options,
             self.pad_id(),
             granularity,
-            |inputs, fo| forward(&model, inputs, fo),
+            |host, fo| run_graphed(&mut graphs, what, host, |x| forward(&model, x, fo)),
         )
     }
 
-    /// One batch of `rows` through the encoder; per row its `last_hidden_state` (L, D).
-    pub(crate) fn feature_rows(&self, rows: &[&Row]) -> Result<Vec<Tensor>> {
-        single_outputs(self.batch_rows(rows, Granularity::Token, |m, inputs, fo| {
-            Ok(vec![
-                m.encoder().forward_t(inputs, fo, false)?.last_hidden_state,
-            ])
-        })?)
+    /// The CUDA graph cache, for the thread holding the model.
+    fn graphs(&self) -> Result<MutexGuard<'_, GraphCache>> {
+        self.graphs.lock().map_err(|_| PipelineError::Poisoned)
     }
 
     pub(crate) fn pad_id(&self) -> i64 {
         i64::from(self.tokenizer.pad_id())
     }
+}
+
+/// CUDA graphs for a model on `options.device`, or an always-eager cache when they are off or
+/// the device is not CUDA.
+fn graph_cache(options: &PipelineOptions, config: &ConvBertConfig) -> GraphCache {
+    let limits = InputLimits {
+        vocab_size: config.vocab_size,
+        type_vocab_size: config.type_vocab_size,
+        max_len: usize::try_from(config.max_position_embeddings).unwrap_or(0),
+    };
+    if options.cuda_graphs && options.device.is_cuda() {
+        GraphCache::new(options.device, limits, GraphPolicy::default())
+    } else {
+        GraphCache::disabled(limits)
+    }
+}
+
+/// `host` through `forward` (given the model's inputs): replayed from the graph of `what` for
+/// its bucket, or eagerly.
+fn run_graphed<F>(
+    graphs: &mut GraphCache,
+    what: &'static str,
+    host: &HostBatch,
+    mut forward: F,
+) -> Result<Vec<Tensor>>
+where
+    F: FnMut(&ConvBertInputs) -> Result<Vec<Tensor>>,
+{
+    graphs.run(what, host, |x: &GraphInputs| {
+        forward(&ConvBertInputs {
+            input_ids: Some(x.input_ids),
+            attention_mask: Some(x.attention_mask),
+            token_type_ids: Some(x.token_type_ids),
+            ..Default::default()
+        })
+    })
 }
 
 /// The checkpoint directory of `source` and its tokenizer.

@@ -1,5 +1,5 @@
-//! Options shared by every pipeline: device, dtype, batch size and the padding mode; and
-//! [`Truncation`], HF's `truncation=True` / `max_length` for the text pipelines.
+//! Options shared by every pipeline: device, dtype, batch size, the padding mode and CUDA graphs;
+//! and [`Truncation`], HF's `truncation=True` / `max_length` for the text pipelines.
 
 use tch::{Device, Kind};
 
@@ -23,6 +23,10 @@ pub struct PipelineOptions {
     pub batch_size: usize,
     /// See the type docs; `true` by default.
     pub padding_invariant: bool,
+    /// On a CUDA device, replay small batches from CUDA graphs (`convbert-cuda-graphs`, built
+    /// with the `cuda-graphs` feature): the same results, fewer kernel launches. `true` by
+    /// default; ignored elsewhere.
+    pub cuda_graphs: bool,
 }
 
 impl Default for PipelineOptions {
@@ -32,6 +36,7 @@ impl Default for PipelineOptions {
             kind: Kind::Float,
             batch_size: 8,
             padding_invariant: true,
+            cuda_graphs: true,
         }
     }
 }
