@@ -2,12 +2,13 @@
 # CUDA checks on a GPU machine that has torch 2.11.0 in `python3` but no Rust toolchain.
 #   scripts/cuda_check.sh kit   here: builds the test and bench binaries into gpu-kit/ and
 #                               downloads the pinned HF reference as wheels into .whl/
-#   scripts/cuda_check.sh run   there, from a copy of the repository holding both: the golden
+#   scripts/cuda_check.sh run [PART...]
+#                               there, from a copy of the repository holding both: the golden
 #                               parity tests on CUDA (1e-4), mixed-precision training, and the
 #                               conv-bert-base forward speed against HF eager on the same GPU,
 #                               and data-parallel training on NCCL (world size 1) against Gloo
 #   Each scripts/cuda_check.d/NAME.sh adds its own checks: a NAME_kit function run at the end of
-#   `kit` and a NAME_run function run at the end of `run`.
+#   `kit` and a NAME_run function run at the end of `run`; `run NAME...` runs only those parts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -113,6 +114,11 @@ run() {
     export PYTHONPATH=/tmp/site CONVBERT_PYTHON=python3 CONVBERT_TEST_DEVICE=cuda
     LD_LIBRARY_PATH=$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__) + "/lib")')
     export LD_LIBRARY_PATH
+    if [ $# -gt 0 ]; then
+        local part status=0
+        for part in "$@"; do "${part}_run" || status=1; done
+        return $status
+    fi
     nvidia-smi -L
     python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
     local k=gpu-kit status=0
@@ -150,6 +156,6 @@ run() {
 
 case "${1:-}" in
     kit) kit ;;
-    run) run ;;
-    *) echo "usage: $0 kit|run" >&2; exit 2 ;;
+    run) shift; run "$@" ;;
+    *) echo "usage: $0 kit|run [PART...]" >&2; exit 2 ;;
 esac
