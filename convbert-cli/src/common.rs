@@ -7,7 +7,9 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
-use convbert_pipelines::{PipelineError, PipelineOptions, Truncation, TruncationSide};
+use convbert_pipelines::{
+    PipelineError, PipelineOptions, Quantization, Truncation, TruncationSide,
+};
 use serde::Serialize;
 use tch::{Device, Kind};
 
@@ -25,21 +27,44 @@ impl From<convbert_pipelines::PipelineError> for CliError {
     }
 }
 
-/// Weight and compute dtype.
+/// Weight and compute dtype; int8 is dynamic quantization of an f32 model on the CPU (every
+/// Linear and the pointwise convolutions, as torch's `quantize_dynamic`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Dtype {
     F32,
     F16,
     Bf16,
+    Int8,
 }
 
 impl Dtype {
+    /// The kind the weights load in (f32 for int8, quantized after loading).
     pub fn kind(self) -> Kind {
         match self {
-            Dtype::F32 => Kind::Float,
+            Dtype::F32 | Dtype::Int8 => Kind::Float,
             Dtype::F16 => Kind::Half,
             Dtype::Bf16 => Kind::BFloat16,
         }
+    }
+
+    /// What the pipelines do after loading.
+    pub fn quantization(self) -> Quantization {
+        match self {
+            Dtype::Int8 => Quantization::DynamicInt8,
+            _ => Quantization::None,
+        }
+    }
+
+    /// int8 runs on the CPU only: a usage error for another `--device`, checked before the
+    /// device itself (so the message is about int8 on a machine without that GPU too).
+    pub fn check_device(self, device: &str) -> CliResult<()> {
+        let cpu = convbert_model::parse_device(device).is_none_or(|d| d == Device::Cpu);
+        if self == Dtype::Int8 && !cpu {
+            return Err(CliError::Usage(format!(
+                "--dtype int8 runs on cpu only (fbgemm's int8 GEMMs), not --device {device}"
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -126,11 +151,13 @@ impl ModelArgs {
         if self.batch_size == 0 {
             return Err(CliError::Usage("--batch-size must be at least 1".into()));
         }
+        self.dtype.check_device(&self.device)?;
         Ok(PipelineOptions {
             device: parse_device(&self.device)?,
             kind: self.dtype.kind(),
             batch_size: self.batch_size,
             padding_invariant: !self.hf_padding,
+            quantization: self.dtype.quantization(),
             cuda_graphs: true,
         })
     }

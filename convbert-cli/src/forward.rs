@@ -13,6 +13,7 @@ use convbert_heads::{
     ConvBertForMaskedLM, ConvBertForMultipleChoice, ConvBertForQuestionAnswering,
     ConvBertForSequenceClassification, ConvBertForTokenClassification, SpanPositions,
 };
+use convbert_model::primitives::ReplaceLinears;
 use convbert_model::{checkpoint, ConvBertConfig, ConvBertInputs, ConvBertModel, ForwardOptions};
 use tch::{Device, Tensor};
 
@@ -114,6 +115,7 @@ pub fn run(args: &ForwardArgs) -> CliResult {
     if let Some(n) = args.threads.filter(|&n| n > 0) {
         tch::set_num_threads(n as i32);
     }
+    args.dtype.check_device(&args.device)?;
     let device: Device = parse_device(&args.device)?;
     let kind = args.dtype.kind();
     // Before the model loads and runs: an unwritable --output fails first.
@@ -173,7 +175,8 @@ pub fn run(args: &ForwardArgs) -> CliResult {
     // The four heads whose outputs are logits (+ loss): load, run, collect under HF's names.
     macro_rules! logits_head {
         ($head:ty) => {{
-            let m = <$head>::from_pretrained(&dir, device, kind).map_err(CliError::failed)?;
+            let mut m = <$head>::from_pretrained(&dir, device, kind).map_err(CliError::failed)?;
+            quantize(&mut m, args.dtype)?;
             let o = m
                 .forward_t(&inputs, labels, &options, false)
                 .map_err(CliError::failed)?;
@@ -185,8 +188,9 @@ pub fn run(args: &ForwardArgs) -> CliResult {
     }
     match task {
         Task::Base | Task::Auto => {
-            let (model, _vs) =
+            let (mut model, _vs) =
                 ConvBertModel::from_pretrained(&dir, device, kind).map_err(CliError::failed)?;
+            quantize(&mut model, args.dtype)?;
             let o = model
                 .forward_t(&inputs, &options, false)
                 .map_err(CliError::failed)?;
@@ -199,8 +203,9 @@ pub fn run(args: &ForwardArgs) -> CliResult {
         Task::MultipleChoice => logits_head!(ConvBertForMultipleChoice),
         Task::TokenClassification => logits_head!(ConvBertForTokenClassification),
         Task::QuestionAnswering => {
-            let m = ConvBertForQuestionAnswering::from_pretrained(&dir, device, kind)
+            let mut m = ConvBertForQuestionAnswering::from_pretrained(&dir, device, kind)
                 .map_err(CliError::failed)?;
+            quantize(&mut m, args.dtype)?;
             let positions = match (tensors.get("start_positions"), tensors.get("end_positions")) {
                 (Some(s), Some(e)) => Some(SpanPositions {
                     start_positions: s,
@@ -239,4 +244,12 @@ pub fn run(args: &ForwardArgs) -> CliResult {
     Tensor::write_safetensors(&cpu, output.write_path())
         .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", args.output.display())))?;
     output.commit()
+}
+
+/// `--dtype int8`: every Linear of the loaded model (its head's too) in int8.
+fn quantize(model: &mut impl ReplaceLinears, dtype: Dtype) -> CliResult<()> {
+    if dtype == Dtype::Int8 {
+        convbert_quant::quantize_dynamic_int8(model).map_err(CliError::failed)?;
+    }
+    Ok(())
 }

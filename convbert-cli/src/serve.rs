@@ -96,8 +96,10 @@ pub fn run(args: &ServeArgs) -> CliResult {
     });
     config.host = args.host;
     config.port = args.port;
+    args.dtype.check_device(&args.device)?;
     config.device = parse_device(&args.device)?;
     config.kind = args.dtype.kind();
+    config.quantization = args.dtype.quantization();
     config.pooling = match args.pooling {
         PoolingArg::Cls => Pooling::Cls,
         PoolingArg::Mean => Pooling::Mean,

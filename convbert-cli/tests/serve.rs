@@ -142,6 +142,18 @@ fn fill_mask_routes_match_hf() {
     eprintln!("fill-mask: max |score diff| vs HF {worst:.2e}");
 }
 
+/// `--dtype int8` (every Linear of the default model, its vocabulary projection included, in
+/// int8): a fill-mask request gets fp32's best candidate.
+#[test]
+fn an_int8_server_answers_fill_mask() {
+    let s = Server::start("default-model", &["--dtype", "int8"]);
+    let out = s.ok(
+        "/fill_mask",
+        &json!({"inputs": ["paris is the [MASK] of france."], "top_k": 2}),
+    );
+    assert_eq!(out[0][0]["token_str"], "capital", "{out}");
+}
+
 #[test]
 fn classification_routes_match_hf() {
     let s = Server::start("pipelines/models/seqcls", &[]);

@@ -22,6 +22,9 @@ pub enum PipelineError {
     /// A libtorch error.
     #[error(transparent)]
     Torch(#[from] tch::TchError),
+    /// int8 quantization failed (e.g. a libtorch without fbgemm's quantized ops).
+    #[error(transparent)]
+    Quantization(#[from] convbert_quant::QuantError),
     /// Replaying a CUDA graph failed (a failed capture falls back to eager instead).
     #[error(transparent)]
     Graph(#[from] convbert_cuda_graphs::GraphError),

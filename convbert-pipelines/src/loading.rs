@@ -14,6 +14,7 @@ use convbert_heads::{
     ConvBertForMaskedLM, ConvBertForQuestionAnswering, ConvBertForSequenceClassification,
     ConvBertForTokenClassification, HeadLoadReport,
 };
+use convbert_model::primitives::{LinearKernelFactory, ReplaceLinears};
 use convbert_model::{checkpoint, ConvBertConfig, ConvBertInputs, ConvBertModel, ForwardOptions};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -23,8 +24,9 @@ use crate::error::{PipelineError, Result};
 use crate::options::{PipelineOptions, Truncation};
 use crate::tokenizer::TextTokenizer;
 
-/// A model a pipeline runs: how it loads, its encoder and what its load report says.
-pub(crate) trait TaskHead: Sized + Send {
+/// A model a pipeline runs: how it loads, its encoder and what its load report says; its GEMMs
+/// can be replaced (int8).
+pub(crate) trait TaskHead: Sized + Send + ReplaceLinears {
     fn load(dir: &Path, device: Device, kind: Kind) -> Result<Self>;
     fn report(&self) -> Option<&HeadLoadReport>;
     fn encoder(&self) -> &ConvBertModel;
@@ -73,6 +75,15 @@ impl TaskHead for Encoder {
     }
 }
 
+impl ReplaceLinears for Encoder {
+    fn kind_and_device(&self) -> (Kind, Device) {
+        self.model.kind_and_device()
+    }
+    fn replace_linears(&mut self, make: &mut LinearKernelFactory) -> convbert_model::Result<usize> {
+        self.model.replace_linears(make)
+    }
+}
+
 /// What every pipeline holds: the model, its config, its tokenizer, the options and the load
 /// warnings.
 #[derive(Debug)]
@@ -96,7 +107,8 @@ impl<H: TaskHead> Loaded<H> {
     ) -> Result<Self> {
         options.check()?;
         let (dir, tokenizer) = locate_with_tokenizer(source)?;
-        let model = H::load(&dir, options.device, options.kind)?;
+        let mut model = H::load(&dir, options.device, options.kind)?;
+        options.quantization.apply(&mut model)?;
         Ok(Self::new(model, tokenizer, options, task))
     }
 

@@ -4,6 +4,7 @@
 use tch::{Device, Kind};
 
 use crate::error::{PipelineError, Result};
+use crate::quantization::Quantization;
 use crate::tokenizer::TruncationSide;
 
 /// How a pipeline runs its model.
@@ -23,6 +24,9 @@ pub struct PipelineOptions {
     pub batch_size: usize,
     /// See the type docs; `true` by default.
     pub padding_invariant: bool,
+    /// int8 dynamic quantization after `from_pretrained` loads the model (CPU, `kind` f32); a
+    /// model handed to a pipeline's `new` runs as built. None by default.
+    pub quantization: Quantization,
     /// On a CUDA device, replay small batches from CUDA graphs (`convbert-cuda-graphs`, built
     /// with the `cuda-graphs` feature): the same results, fewer kernel launches. `true` by
     /// default; ignored elsewhere.
@@ -36,6 +40,7 @@ impl Default for PipelineOptions {
             kind: Kind::Float,
             batch_size: 8,
             padding_invariant: true,
+            quantization: Quantization::None,
             cuda_graphs: true,
         }
     }
@@ -52,6 +57,7 @@ impl PipelineOptions {
                 format!("{:?} is not one of f32, f16, bf16", self.kind),
             ));
         }
+        self.quantization.check(self.device, self.kind)?;
         Ok(())
     }
 }

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use convbert_pipelines::Pooling;
+use convbert_pipelines::{Pooling, Quantization};
 use tch::{Device, Kind};
 
 /// The task a checkpoint serves, as the HF Inference API names it.
@@ -76,6 +76,8 @@ pub struct ServeConfig {
     pub device: Device,
     /// Weight and compute dtype.
     pub kind: Kind,
+    /// int8 dynamic quantization after loading (CPU, `kind` f32 only).
+    pub quantization: Quantization,
     /// Pooling of `/embed` and `/v1/embeddings` (`Cls` or `Mean`).
     pub pooling: Pooling,
     /// Requests in flight beyond which new ones get 429.
@@ -108,6 +110,7 @@ impl ServeConfig {
             port: 8080,
             device: Device::Cpu,
             kind: Kind::Float,
+            quantization: Quantization::None,
             pooling: Pooling::Mean,
             max_concurrent_requests: 512,
             max_batch_tokens: 16384,

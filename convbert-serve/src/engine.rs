@@ -47,6 +47,7 @@ impl Engine {
             kind: config.kind,
             batch_size: 1,
             padding_invariant: true,
+            quantization: config.quantization,
             cuda_graphs: true,
         };
         let (engine, warnings) = match task {
