@@ -132,6 +132,10 @@ pub struct ModelArgs {
     /// depend on the other inputs of a batch)
     #[arg(long)]
     pub hf_padding: bool,
+    /// With --device cuda, run every batch eagerly instead of replaying CUDA graphs of small
+    /// batches (a build with the cuda-graphs feature)
+    #[arg(long)]
+    pub no_cuda_graphs: bool,
 }
 
 impl ModelArgs {
@@ -158,7 +162,7 @@ impl ModelArgs {
             batch_size: self.batch_size,
             padding_invariant: !self.hf_padding,
             quantization: self.dtype.quantization(),
-            cuda_graphs: true,
+            cuda_graphs: !self.no_cuda_graphs,
         })
     }
 }
