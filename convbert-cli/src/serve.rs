@@ -75,6 +75,10 @@ pub struct ServeArgs {
     /// Intra-op CPU threads of libtorch
     #[arg(long)]
     pub threads: Option<usize>,
+    /// With --device cuda, run every batch eagerly instead of replaying CUDA graphs of small
+    /// batches (a build with the cuda-graphs feature)
+    #[arg(long)]
+    pub no_cuda_graphs: bool,
 }
 
 pub fn run(args: &ServeArgs) -> CliResult {
@@ -100,6 +104,7 @@ pub fn run(args: &ServeArgs) -> CliResult {
     config.device = parse_device(&args.device)?;
     config.kind = args.dtype.kind();
     config.quantization = args.dtype.quantization();
+    config.cuda_graphs = !args.no_cuda_graphs;
     config.pooling = match args.pooling {
         PoolingArg::Cls => Pooling::Cls,
         PoolingArg::Mean => Pooling::Mean,

@@ -78,6 +78,9 @@ pub struct ServeConfig {
     pub kind: Kind,
     /// int8 dynamic quantization after loading (CPU, `kind` f32 only).
     pub quantization: Quantization,
+    /// On a CUDA device, replay small batches from CUDA graphs (a build with the `cuda-graphs`
+    /// feature); `true` by default.
+    pub cuda_graphs: bool,
     /// Pooling of `/embed` and `/v1/embeddings` (`Cls` or `Mean`).
     pub pooling: Pooling,
     /// Requests in flight beyond which new ones get 429.
@@ -111,6 +114,7 @@ impl ServeConfig {
             device: Device::Cpu,
             kind: Kind::Float,
             quantization: Quantization::None,
+            cuda_graphs: true,
             pooling: Pooling::Mean,
             max_concurrent_requests: 512,
             max_batch_tokens: 16384,

@@ -48,7 +48,7 @@ impl Engine {
             batch_size: 1,
             padding_invariant: true,
             quantization: config.quantization,
-            cuda_graphs: true,
+            cuda_graphs: config.cuda_graphs,
         };
         let (engine, warnings) = match task {
             Task::FeatureExtraction => {
