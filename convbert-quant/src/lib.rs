@@ -1,6 +1,6 @@
-//! int8 dynamic quantization of a ConvBERT model on CPU, as
-//! `torch.ao.quantization.quantize_dynamic` with per-channel weights does: each Linear (and the
-//! pointwise convolution, a 1x1 conv being a Linear) keeps int8 weights, one symmetric scale per
+//! int8 dynamic quantization of a ConvBERT model (the encoder or any head) on CPU, as
+//! `torch.ao.quantization.quantize_dynamic` with per-channel weights does: each Linear (the
+//! head's too, and the pointwise convolution, a 1x1 conv being a Linear) keeps int8 weights, one symmetric scale per
 //! output channel, packed once by `quantized::linear_prepack`; at run time
 //! `quantized::linear_dynamic` (fbgemm) quantizes each call's activations to uint8 with a scale
 //! from their min and max (`reduce_range`, as torch on x86) and accumulates in int32.
