@@ -290,7 +290,8 @@ impl GraphCache {
     /// `forward` on `batch`: from the graph of `what` for its bucket (captured on first use:
     /// warm-up runs, then one captured run, with the model's id checks done here on the host),
     /// else eagerly with the batch as host tensors. `forward` must be a pure function of its
-    /// inputs (the same ops for the same shapes). Graph outputs are cut to the batch's rows on
+    /// inputs (the same ops for the same shapes), and one `what` must always name the same
+    /// computation: a replay reruns what was captured, not the closure given. Graph outputs are cut to the batch's rows on
     /// dim 0; per-token outputs keep the bucket's length (positions past `batch.len` are
     /// padding).
     pub fn run<F, E>(
