@@ -1,4 +1,4 @@
-//! Evaluation accuracy of a text classifier in fp32 and with its encoder int8-quantized, e.g.
+//! Evaluation accuracy of a text classifier in fp32 and int8-quantized (encoder and head), e.g.
 //! the docs/finetune sentiment model (train it first as docs/finetune/README.md says):
 //!     cargo run --release -p convbert-quant --example classifier_int8 -- /tmp/sentiment docs/finetune/eval.jsonl
 
@@ -70,7 +70,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         .map(|(a, b)| (a - b).abs().max().double_value(&[]))
         .fold(0.0, f64::max);
     println!(
-        "{} eval examples: fp32 accuracy {a32:.4}, int8 ({n} encoder GEMMs) accuracy {a8:.4}, \
+        "{} eval examples: fp32 accuracy {a32:.4}, int8 ({n} GEMMs) accuracy {a8:.4}, \
          difference {:.2} points; max |logit difference| {worst:.4}",
         rows.len(),
         (a8 - a32) * 100.0
