@@ -152,6 +152,8 @@ fn an_int8_server_answers_fill_mask() {
         &json!({"inputs": ["paris is the [MASK] of france."], "top_k": 2}),
     );
     assert_eq!(out[0][0]["token_str"], "capital", "{out}");
+    let info = s.client.get(format!("{}/info", s.url)).send().unwrap();
+    assert_eq!(info.json::<Value>().unwrap()["model_dtype"], "int8");
 }
 
 #[test]

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use convbert_pipelines::Pooling;
+use convbert_pipelines::{Pooling, Quantization};
 use serde::Serialize;
 use serde_json::{json, Value};
 use tch::{Device, Kind};
@@ -91,6 +91,7 @@ pub(crate) async fn info(State(state): State<SharedState>) -> Result<Json<Info>,
     let ready = state.ready()?;
     let c = &state.config;
     let dtype = match c.kind {
+        _ if c.quantization == Quantization::DynamicInt8 => "int8",
         Kind::Half => "float16",
         Kind::BFloat16 => "bfloat16",
         _ => "float32",
