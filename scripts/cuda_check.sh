@@ -20,6 +20,21 @@ for f in scripts/cuda_check.d/*.sh; do
     parts+=("$(basename "$f" .sh)")
 done
 
+# Copies the executables of `cargo ... --message-format=json` (stdin) into $1, named
+# CRATE_TARGET (crate without its convbert- prefix), or $2 when given (one executable).
+copy_test_binaries() {
+    python3 -c '
+import json, shutil, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable"):
+        crate = m["package_id"].split("#")[0].rsplit("/", 1)[-1].removeprefix("convbert-")
+        target = m["target"]["name"]
+        name = sys.argv[2] if len(sys.argv) > 2 else f"{crate}_{target}"
+        shutil.copy(m["executable"], f"{sys.argv[1]}/{name}")
+' "$@"
+}
+
 kit() {
     . scripts/env.sh
     local json
@@ -29,15 +44,7 @@ kit() {
     cargo bench --no-run -p convbert-model --bench forward
     cargo build --release -p convbert-cli
     rm -rf gpu-kit && mkdir gpu-kit
-    echo "$json" | python3 -c '
-import json, shutil, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable"):
-        crate = m["package_id"].split("#")[0].rsplit("/", 1)[-1].removeprefix("convbert-")
-        name = m["target"]["name"]
-        shutil.copy(m["executable"], f"gpu-kit/{crate}_{name}")
-'
+    echo "$json" | copy_test_binaries gpu-kit
     cp "$(ls -t target/release/deps/forward-* | grep -v '\.d$' | head -1)" gpu-kit/bench_forward
     # `convbert` runs the model commands through `convbert-torch` beside it.
     cp target/release/convbert target/release/convbert-torch gpu-kit/
@@ -71,13 +78,7 @@ nccl_kit() {
         -p convbert-distributed --features nccl --test two_process)
     cargo build --release -p convbert-cli --features nccl --target-dir target/nccl
     mkdir -p gpu-kit/nccl
-    echo "$json" | python3 -c '
-import json, shutil, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable"):
-        shutil.copy(m["executable"], "gpu-kit/nccl/two_process")
-'
+    echo "$json" | copy_test_binaries gpu-kit/nccl two_process
     cp target/nccl/release/convbert target/nccl/release/convbert-torch gpu-kit/nccl/
 }
 

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{convbert, fixture, jsonl, stderr, tmp};
+use common::{convbert, documented_finetune_args, fixture, jsonl, stderr, tmp};
 use serde_json::Value;
 
 fn docs() -> PathBuf {
@@ -35,48 +35,11 @@ fn eval_rows() -> Vec<(String, String)> {
 #[test]
 fn int8_classifier_labels_the_eval_set_as_fp32() {
     let out_dir = tmp("int8-sentiment");
-    let (config, train, eval) = (
-        docs().join("config.json"),
-        docs().join("train.jsonl"),
-        docs().join("eval.jsonl"),
-    );
     // docs/finetune/README.md's command.
-    let trained = convbert(
-        &[
-            "train",
-            "--task",
-            "text-classification",
-            "--config",
-            p(&config),
-            "--train",
-            p(&train),
-            "--eval",
-            p(&eval),
-            "--output",
-            p(&out_dir),
-            "--epochs",
-            "12",
-            "--batch-size",
-            "16",
-            "--learning-rate",
-            "3e-3",
-            "--warmup-ratio",
-            "0.1",
-            "--logging-steps",
-            "4",
-            "--eval-steps",
-            "8",
-            "--save-total-limit",
-            "1",
-            "--seed",
-            "42",
-            "--threads",
-            "1",
-            "--no-progress",
-            "--overwrite-output-dir",
-        ],
-        b"",
-    );
+    let mut args = documented_finetune_args(&out_dir);
+    args.push("--overwrite-output-dir".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let trained = convbert(&args, b"");
     assert_eq!(trained.status.code(), Some(0), "{}", stderr(&trained));
     let rows = eval_rows();
     let input: String = rows.iter().map(|(t, _)| format!("{t}\n")).collect();

@@ -4,10 +4,12 @@
 //! one line on stderr, bad usage (a non-empty output directory included) exits 2; a closed stdout
 //! ends the command quietly; a resumed run logs what an uninterrupted one does.
 
-use std::io::Write;
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use common::stderr;
 use serde_json::Value;
 
 const WORDS: [&str; 12] = [
@@ -16,21 +18,7 @@ const WORDS: [&str; 12] = [
 const KEYS: [&str; 3] = ["apple", "banana", "cherry"];
 
 fn convbert(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_convbert"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn convbert");
-    let mut input = child.stdin.take().expect("stdin");
-    input.write_all(stdin.as_bytes()).expect("write stdin");
-    drop(input);
-    child.wait_with_output().expect("wait")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    common::convbert(args, stdin.as_bytes())
 }
 
 /// A fresh directory with a vocab, a tiny config and generated train/eval files.
@@ -349,7 +337,6 @@ fn the_documented_fine_tuning_example_reaches_full_accuracy() {
 }
 
 fn documented_example(precision: Option<&str>) {
-    let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/finetune");
     let out_dir = std::env::temp_dir().join(format!(
         "convbert-train-cli-docs-{}-{}",
         std::process::id(),
@@ -358,44 +345,9 @@ fn documented_example(precision: Option<&str>) {
     if out_dir.exists() {
         std::fs::remove_dir_all(&out_dir).expect("clean");
     }
-    let (config, train, eval) = (
-        docs.join("config.json"),
-        docs.join("train.jsonl"),
-        docs.join("eval.jsonl"),
-    );
-    let mut args = vec![
-        "train",
-        "--task",
-        "text-classification",
-        "--config",
-        p(&config),
-        "--train",
-        p(&train),
-        "--eval",
-        p(&eval),
-        "--output",
-        p(&out_dir),
-        "--epochs",
-        "12",
-        "--batch-size",
-        "16",
-        "--learning-rate",
-        "3e-3",
-        "--warmup-ratio",
-        "0.1",
-        "--logging-steps",
-        "4",
-        "--eval-steps",
-        "8",
-        "--save-total-limit",
-        "1",
-        "--seed",
-        "42",
-        "--threads",
-        "1",
-        "--no-progress",
-    ];
-    args.extend(precision);
+    let mut args = common::documented_finetune_args(&out_dir);
+    args.extend(precision.map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = convbert(&args, "");
     assert!(out.status.success(), "{}", stderr(&out));
     let summary: Value = serde_json::from_slice(&out.stdout).expect("summary");

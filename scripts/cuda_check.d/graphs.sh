@@ -17,15 +17,7 @@ graphs_kit() {
         -p convbert-cuda-graphs --test graph_vs_eager --bench graphs \
         -p convbert-pipelines --test cuda_graphs)
     mkdir -p gpu-kit/graphs
-    echo "$json" | python3 -c '
-import json, shutil, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable"):
-        crate = m["package_id"].split("#")[0].rsplit("/", 1)[-1].removeprefix("convbert-")
-        name = m["target"]["name"]
-        shutil.copy(m["executable"], f"gpu-kit/graphs/{crate}_{name}")
-'
+    echo "$json" | copy_test_binaries gpu-kit/graphs
     ls gpu-kit/graphs
 }
 

@@ -10,13 +10,7 @@
 train_kit() {
     local json
     json=$(cargo test --release --no-run --message-format=json -p convbert-train --test fused_adamw)
-    echo "$json" | python3 -c '
-import json, shutil, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable"):
-        shutil.copy(m["executable"], "gpu-kit/train_fused_adamw")
-'
+    echo "$json" | copy_test_binaries gpu-kit train_fused_adamw
     mkdir -p .whl
     # psutil 7.1.3 ships manylinux_2_28 wheels only (glibc 2.28, which torch 2.11 needs too).
     "$CONVBERT_PYTHON" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \

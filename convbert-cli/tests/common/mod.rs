@@ -2,7 +2,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
@@ -50,4 +50,43 @@ pub fn tmp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("convbert-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     dir.join(name)
+}
+
+/// docs/finetune/README.md's training command (with `--threads 1 --no-progress`), writing to `out`.
+pub fn documented_finetune_args(out: &Path) -> Vec<String> {
+    let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/finetune");
+    let file = |name: &str| docs.join(name).to_string_lossy().into_owned();
+    let mut args: Vec<String> = ["train", "--task", "text-classification", "--config"]
+        .map(String::from)
+        .into();
+    args.push(file("config.json"));
+    args.push("--train".into());
+    args.push(file("train.jsonl"));
+    args.push("--eval".into());
+    args.push(file("eval.jsonl"));
+    args.push("--output".into());
+    args.push(out.to_string_lossy().into_owned());
+    let rest = [
+        "--epochs",
+        "12",
+        "--batch-size",
+        "16",
+        "--learning-rate",
+        "3e-3",
+        "--warmup-ratio",
+        "0.1",
+        "--logging-steps",
+        "4",
+        "--eval-steps",
+        "8",
+        "--save-total-limit",
+        "1",
+        "--seed",
+        "42",
+        "--threads",
+        "1",
+        "--no-progress",
+    ];
+    args.extend(rest.map(String::from));
+    args
 }
