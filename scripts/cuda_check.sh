@@ -59,20 +59,9 @@ kit() {
 }
 
 # The `nccl` feature's build (its own target directory: other features, a full rebuild), with the
-# CUDA headers the torch wheel lacks (nvidia-cuda-crt, nvidia-cuda-cccl) unpacked into the cache.
+# CUDA headers the torch wheel lacks (scripts/cuda-headers.sh).
 nccl_kit() {
-    local headers="$CONVBERT_CACHE/cuda-headers-13.0.88"
-    if [ -z "${CONVBERT_CUDA_INCLUDE:-}" ]; then
-        if [ ! -d "$headers/nvidia/cu13/include" ]; then
-            local wheels
-            wheels=$(mktemp -d)
-            "$CONVBERT_PYTHON" -m pip download -q --no-deps -d "$wheels" \
-                nvidia-cuda-crt==13.0.88 nvidia-cuda-cccl==13.0.85
-            for w in "$wheels"/*.whl; do "$CONVBERT_PYTHON" -m zipfile -e "$w" "$headers"; done
-            rm -rf "$wheels"
-        fi
-        export CONVBERT_CUDA_INCLUDE="$headers/nvidia/cu13/include"
-    fi
+    . scripts/cuda-headers.sh
     local json
     json=$(cargo test --release --no-run --message-format=json --target-dir target/nccl \
         -p convbert-distributed --features nccl --test two_process)

@@ -7,6 +7,11 @@ cd "$(dirname "$0")/.."
 # too; without it those checks are skipped and our own loader checks them alone.
 . scripts/tf-env.sh || echo "warning: no TensorFlow venv: tf_model.h5 exports are not checked by HF's TF loader" >&2
 cargo test --workspace --release "$@"
+# The CUDA-only code compiles and links without a GPU: the cuda-graphs shim (its tests run, the
+# GPU ones skip) and the NCCL process group, against headers from two nvidia wheels.
+. scripts/cuda-headers.sh
+cargo test --release -p convbert-cuda-graphs --features cuda
+cargo test --release -p convbert-distributed --features nccl --no-run
 # Packaging (see docs/packaging.md): the tokenizer builds and tests without its embedded vocabulary,
 # and builds from its own package as crates.io would; the libtorch crates depend on unpublished
 # workspace crates, so they are packaged together (a local overlay registry) without the verify

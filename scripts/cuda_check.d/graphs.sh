@@ -7,9 +7,9 @@
 # Sourced by scripts/cuda_check.sh.
 
 # The cuda feature's builds (their own target directory: other features, a full rebuild), with
-# the CUDA headers nccl_kit unpacked (CONVBERT_CUDA_INCLUDE).
+# the CUDA headers of scripts/cuda-headers.sh.
 graphs_kit() {
-    [ -n "${CONVBERT_CUDA_INCLUDE:-}" ] || { echo "graphs_kit: run after nccl_kit (CUDA headers)" >&2; return 1; }
+    . scripts/cuda-headers.sh
     local json
     # The bench as a test-profile binary (its main runs as is): no separate bench-profile build.
     json=$(cargo test --release --no-run --message-format=json --target-dir target/cuda \
