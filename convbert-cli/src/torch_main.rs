@@ -13,6 +13,7 @@ mod embed;
 mod fill_mask;
 mod forward;
 mod lines;
+mod malloc;
 mod merge;
 mod ner;
 mod output;
@@ -49,6 +50,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    malloc::tune_for_tensors();
     match Cli::parse().command {
         Command::Tokenize(args) => tokenize::main(&args),
         Command::Model(cmd) => cmd.run(),
