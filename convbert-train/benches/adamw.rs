@@ -1,6 +1,6 @@
 //! CPU cost of one AdamW step over a ConvBERT classifier's parameters: the per-parameter update
-//! (one pass over each fp32 parameter, the CPU default) against libtorch's fused multi-tensor
-//! kernels forced (`AdamWConfig::fused`, the CUDA default), on docs/finetune's model (2.1 M
+//! (one pass over each fp32 parameter, `AdamWConfig::fused = Some(false)`) against libtorch's
+//! fused multi-tensor kernels (the default), on docs/finetune's model (2.1 M
 //! parameters) and the conv-bert-base shape (105 M), random weights and gradients:
 //!     . scripts/env.sh && BENCH_THREADS=2 cargo bench -p convbert-train --bench adamw
 //! The cores may be shared, so each round times both updates back to back, and the medians over

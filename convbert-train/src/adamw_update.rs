@@ -1,5 +1,5 @@
-//! AdamW's element-wise update of one parameter. On contiguous fp32 CPU tensors it runs in one
-//! pass, as torch's fused CPU AdamW (HF Trainer's default optimizer, `adamw_torch_fused`) does:
+//! AdamW's element-wise update of one parameter (`AdamWConfig::fused = Some(false)`; the default
+//! is libtorch's multi-tensor kernels). On contiguous fp32 CPU tensors it runs in one pass:
 //! the op-by-op form reads and writes parameter-sized tensors about ten times per step, which
 //! dominates a training step once the embeddings are large. Elsewhere (CUDA, other dtypes) it
 //! runs op by op as torch's single-tensor AdamW. Both do the same f32 arithmetic.

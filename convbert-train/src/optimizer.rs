@@ -4,8 +4,10 @@
 //! <https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/trainer.py#L1180>).
 //!
 //! Two implementations of the update: libtorch's multi-tensor `_fused_adamw_` (as
-//! `AdamW(fused=True)`, [`crate::fused_adamw`]), the default on CUDA, and a per-parameter one
-//! ([`crate::adamw_update`], one pass over each fp32 CPU parameter), the default on the CPU.
+//! `AdamW(fused=True)`, HF Trainer's default `adamw_torch_fused`; [`crate::fused_adamw`]), the
+//! default on every device, and a per-parameter one ([`crate::adamw_update`], one pass over each
+//! fp32 CPU parameter). The fused kernels are also the faster on the CPU: docs/finetune training
+//! ran 1.3x faster end to end with them (the README's training bench).
 //!
 //! tch's own `nn::AdamW` is not used: it steps every variable of a VarStore with one decay and keeps
 //! no per-parameter state we can save for an exact resume.
@@ -30,9 +32,8 @@ pub struct AdamWConfig {
     pub eps: f64,
     /// `weight_decay` (0.0), applied to the decay group only.
     pub weight_decay: f64,
-    /// torch's `fused`: `None` takes libtorch's fused multi-tensor kernels (and the foreach
-    /// gradient clipping) when every parameter is on CUDA, the per-parameter update otherwise;
-    /// `Some(true)` forces the fused kernels on any device (libtorch has CPU ones too),
+    /// torch's `fused`: `None` or `Some(true)` take libtorch's fused multi-tensor kernels (and
+    /// the foreach gradient clipping) on any device, as HF Trainer's default optimizer does;
     /// `Some(false)` the per-parameter update.
     pub fused: Option<bool>,
 }
@@ -93,9 +94,7 @@ impl AdamW {
             .into_iter()
             .filter(|(_, p)| p.requires_grad())
             .collect();
-        let fused = config
-            .fused
-            .unwrap_or_else(|| trainable.iter().all(|(_, p)| p.device().is_cuda()));
+        let fused = config.fused.unwrap_or(true);
         let mut params = Vec::new();
         for (name, param) in trainable {
             params.push(ParamState {

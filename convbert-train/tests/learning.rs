@@ -193,8 +193,8 @@ fn resumed_training_equals_uninterrupted_training() {
 }
 
 #[test]
-fn resumed_training_with_fused_adamw_equals_uninterrupted_training() {
-    resumed_equals_uninterrupted(Some(true));
+fn resumed_training_with_the_per_parameter_update_equals_uninterrupted_training() {
+    resumed_equals_uninterrupted(Some(false));
 }
 
 /// `fused`: `AdamWConfig::fused` (the fused kernels keep their step counters as f32 tensors; the
