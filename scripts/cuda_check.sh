@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CUDA checks on a GPU machine that has torch 2.11.0 in `python3` but no Rust toolchain.
-#   scripts/cuda_check.sh kit   here: builds the test and bench binaries into gpu-kit/ and
-#                               downloads the pinned HF reference as wheels into .whl/
+#   scripts/cuda_check.sh kit   here: builds the test and bench binaries into gpu-kit.tar.xz and
+#                               downloads the pinned HF reference as wheels into .whl/ (both
+#                               git-ignored: carry them, 64 MiB at most together)
 #   scripts/cuda_check.sh run [PART...]
 #                               there, from a copy of the repository holding both: the golden
 #                               parity tests on CUDA (1e-4), mixed-precision training, and the
@@ -42,12 +43,9 @@ kit() {
         -p convbert-model --test golden -p convbert-heads --test golden \
         -p convbert-train --test step_parity --test mixed_precision)
     cargo bench --no-run -p convbert-model --bench forward
-    cargo build --release -p convbert-cli
-    rm -rf gpu-kit && mkdir gpu-kit
+    rm -rf gpu-kit gpu-kit.tar.xz && mkdir gpu-kit
     echo "$json" | copy_test_binaries gpu-kit
     cp "$(ls -t target/release/deps/forward-* | grep -v '\.d$' | head -1)" gpu-kit/bench_forward
-    # `convbert` runs the model commands through `convbert-torch` beside it.
-    cp target/release/convbert target/release/convbert-torch gpu-kit/
     nccl_kit
     for part in "${parts[@]}"; do "${part}_kit"; done
     find gpu-kit -type f -perm -u+x -exec strip {} +
@@ -55,27 +53,31 @@ kit() {
     "$CONVBERT_PYTHON" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
         --implementation cp --platform manylinux_2_17_x86_64 -d .whl \
         transformers==4.57.6 tokenizers==0.22.2 huggingface_hub==0.36.2
-    du -sh gpu-kit .whl
+    # What travels to the GPU machine is at most 64 MiB: the binaries go compressed.
+    du -sh gpu-kit
+    tar -cf - gpu-kit | xz -T0 -6 > gpu-kit.tar.xz && rm -rf gpu-kit
+    du -sh gpu-kit.tar.xz .whl
 }
 
 # The `nccl` feature's build (its own target directory: other features, a full rebuild), with the
-# CUDA headers the torch wheel lacks (scripts/cuda-headers.sh).
+# CUDA headers the torch wheel lacks (scripts/cuda-headers.sh); the kit's `convbert` is this one,
+# with NCCL and CUDA graphs (it runs the model commands through `convbert-torch` beside it).
 nccl_kit() {
     . scripts/cuda-headers.sh
     local json
     json=$(cargo test --release --no-run --message-format=json --target-dir target/nccl \
         -p convbert-distributed --features nccl --test two_process)
-    cargo build --release -p convbert-cli --features nccl --target-dir target/nccl
+    cargo build --release -p convbert-cli --features nccl,cuda-graphs --target-dir target/nccl
     mkdir -p gpu-kit/nccl
     echo "$json" | copy_test_binaries gpu-kit/nccl two_process
-    cp target/nccl/release/convbert target/nccl/release/convbert-torch gpu-kit/nccl/
+    cp target/nccl/release/convbert target/nccl/release/convbert-torch gpu-kit/
 }
 
 # `convbert train` as a job of one rank on cuda:0, with NCCL and with Gloo: the same weights.
 nccl_run() {
-    local k=gpu-kit/nccl out=/tmp/nccl-vs-gloo status=0
+    local k=gpu-kit out=/tmp/nccl-vs-gloo status=0
     echo "== convbert-distributed two_process --features nccl"
-    "$k/two_process" --nocapture --test-threads 1 || status=1
+    "$k/nccl/two_process" --nocapture --test-threads 1 || status=1
     rm -rf $out
     for backend in nccl gloo; do
         echo "== convbert train --device cuda --distributed --ddp-backend $backend (world size 1)"
@@ -99,6 +101,7 @@ PY
 run() {
     # The binaries find fixtures/ through the absolute path they were built in.
     mkdir -p /work && ln -sfn "$PWD" /work/main
+    [ -d gpu-kit ] || xz -dc gpu-kit.tar.xz | tar -xf -
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target /tmp/site .whl/*.whl
     export PYTHONPATH=/tmp/site CONVBERT_PYTHON=python3 CONVBERT_TEST_DEVICE=cuda
