@@ -1,10 +1,13 @@
 //! Build-script helper shared by every ConvBERT crate whose binaries link libtorch (a
-//! `[build-dependencies]` crate, so each crate packages on its own).
+//! `[build-dependencies]` crate, so each crate packages on its own), and both halves of the C++
+//! shims' error convention: include/convbert_shim.hpp and [`shim`], their Rust side.
 //!
 //! Two linker facts this fixes, so tests and binaries run without a hand-set `LD_LIBRARY_PATH`:
 //! * torch-sys links libtorch dynamically but sets no rpath on the final binary;
 //! * rustc links with `--as-needed`, which drops `libtorch_cuda.so` (nothing references its symbols
 //!   directly), and then CUDA is silently unavailable. `--no-as-needed` keeps it.
+
+pub mod shim;
 
 use std::path::{Path, PathBuf};
 

@@ -129,13 +129,13 @@ fn run() -> BenchResult<()> {
     }
     let _ = std::fs::remove_dir_all(&scratch);
 
-    let baseline = median(results[0].iter().map(|r| r.0));
+    let baseline = convbert_testing::bench::median(results[0].iter().map(|r| r.0));
     println!();
     println!("| setup | examples/s | ms / step | vs 1 x threads 1 | wall s (start-up included) |");
     println!("| --- | ---: | ---: | ---: | ---: |");
     for (setup, result) in SETUPS.iter().zip(&results) {
-        let eps = median(result.iter().map(|r| r.0));
-        let wall = median(result.iter().map(|r| r.1));
+        let eps = convbert_testing::bench::median(result.iter().map(|r| r.0));
+        let wall = convbert_testing::bench::median(result.iter().map(|r| r.1));
         println!(
             "| {} | {eps:.1} | {:.1} | {:.2} | {wall:.2} |",
             setup.label(),
@@ -257,12 +257,6 @@ fn path_str(p: &Path) -> BenchResult<String> {
     p.to_str()
         .map(str::to_owned)
         .ok_or_else(|| format!("{} is not UTF-8", p.display()).into())
-}
-
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut v: Vec<f64> = values.collect();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn load_average() -> String {

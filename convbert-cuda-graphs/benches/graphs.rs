@@ -14,7 +14,7 @@ use convbert_cuda_graphs::{
     GraphCache, GraphError, GraphInputs, GraphPolicy, HostBatch, InputLimits,
 };
 use convbert_model::{ConvBertConfig, ConvBertInputs, ConvBertModel, ForwardOptions};
-use convbert_testing::bench::{env_or, HfForwardServer};
+use convbert_testing::bench::{env_or, median, HfForwardServer};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
@@ -24,12 +24,6 @@ fn sync(device: Device) {
     if let Device::Cuda(i) = device {
         tch::Cuda::synchronize(i as i64);
     }
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// (tokens/s with calls queued, p50 ms of a waited-for call) of `run` over `seconds` each.

@@ -181,9 +181,11 @@ mod cuda {
             match (rc, NonNull::new(graph), ctx.outputs, ctx.error) {
                 (0, Some(graph), Some(outputs), _) => Ok((CudaGraph(graph), outputs)),
                 (2, _, _, Some(e)) => Err(CaptureError::Forward(e)),
-                (1, ..) => Err(CaptureError::Graph(GraphError::Capture(ffi::take_error(
-                    err,
-                )))),
+                (1, ..) => {
+                    // SAFETY: on 1 the shim left its message (or null) in `err`, freed only here.
+                    let message = unsafe { ffi::take_error(err) };
+                    Err(CaptureError::Graph(GraphError::Capture(message)))
+                }
                 _ => Err(CaptureError::Graph(GraphError::Capture(format!(
                     "the shim returned {rc} without a graph or an error"
                 )))),

@@ -1,7 +1,7 @@
 //! The C ABI of src/shim.cpp (the `cuda` feature). Each fallible call returns 0, or non-zero
 //! with a message in `err` that [`check`] frees with `cbg_free_error`.
 
-use std::ffi::{c_char, c_int, c_void, CStr};
+use std::ffi::{c_char, c_int, c_void};
 
 use torch_sys::C_tensor;
 
@@ -28,25 +28,15 @@ extern "C" {
 }
 
 /// The shim's message in `err` (null: none), freed.
-pub fn take_error(err: *mut c_char) -> String {
-    if err.is_null() {
-        return "the C++ shim failed without a message (out of memory?)".to_string();
-    }
-    // SAFETY: a non-null `err` is a NUL-terminated string the shim malloc'd for us.
-    let message = unsafe { CStr::from_ptr(err) }
-        .to_string_lossy()
-        .into_owned();
-    // SAFETY: freed once, by the allocator that made it.
-    unsafe { cbg_free_error(err) };
-    message
+///
+/// # Safety
+/// `err` is null or a message this shim wrote, not freed yet.
+pub unsafe fn take_error(err: *mut c_char) -> String {
+    // SAFETY: the caller's contract, and the message came from this shim.
+    unsafe { convbert_build::shim::take_error(err, cbg_free_error) }
 }
 
 /// Runs one shim call; on failure returns the shim's message.
 pub fn check(call: impl FnOnce(*mut *mut c_char) -> c_int) -> Result<(), String> {
-    let mut err: *mut c_char = std::ptr::null_mut();
-    if call(&mut err) == 0 {
-        Ok(())
-    } else {
-        Err(take_error(err))
-    }
+    convbert_build::shim::check(call, cbg_free_error)
 }

@@ -1,7 +1,7 @@
 //! The C ABI of src/shim.cpp. Each call returns 0, or non-zero with a message in `err` that the
 //! caller frees with `cbd_free_error`.
 
-use std::ffi::{c_char, c_int, c_void, CStr};
+use std::ffi::{c_char, c_int, c_void};
 
 use torch_sys::C_tensor;
 
@@ -44,18 +44,5 @@ extern "C" {
 
 /// Runs one shim call; on failure returns the shim's message (and frees it).
 pub fn check(call: impl FnOnce(*mut *mut c_char) -> c_int) -> Result<(), String> {
-    let mut err: *mut c_char = std::ptr::null_mut();
-    if call(&mut err) == 0 {
-        return Ok(());
-    }
-    if err.is_null() {
-        return Err("the C++ shim failed without a message (out of memory?)".to_string());
-    }
-    // SAFETY: a non-null `err` is a NUL-terminated string the shim malloc'd for us.
-    let message = unsafe { CStr::from_ptr(err) }
-        .to_string_lossy()
-        .into_owned();
-    // SAFETY: freed once, by the allocator that made it.
-    unsafe { cbd_free_error(err) };
-    Err(message)
+    convbert_build::shim::check(call, cbd_free_error)
 }

@@ -246,16 +246,21 @@ fn a_rank_that_stalls_makes_the_collective_time_out() {
     );
 }
 
-#[test]
-fn rendezvous_without_peers_fails_with_init_error_after_the_timeout() {
-    let env = DistEnv {
+/// Rank 0 of a job of `world_size` on a free local port.
+fn rank0_env(world_size: usize) -> DistEnv {
+    DistEnv {
         master_addr: "127.0.0.1".into(),
         master_port: free_port(),
         rank: 0,
-        world_size: 2,
+        world_size,
         local_rank: 0,
         agent_store_prefix: None,
-    };
+    }
+}
+
+#[test]
+fn rendezvous_without_peers_fails_with_init_error_after_the_timeout() {
+    let env = rank0_env(2);
     let start = Instant::now();
     let err = ProcessGroup::new(&env, Duration::from_secs(2))
         .err()
@@ -280,14 +285,7 @@ fn rendezvous_without_peers_fails_with_init_error_after_the_timeout() {
 
 #[test]
 fn a_group_of_one_needs_no_peers() {
-    let env = DistEnv {
-        master_addr: "127.0.0.1".into(),
-        master_port: free_port(),
-        rank: 0,
-        world_size: 1,
-        local_rank: 0,
-        agent_store_prefix: None,
-    };
+    let env = rank0_env(1);
     let group = ProcessGroup::new(&env, GROUP_TIMEOUT).unwrap();
     let mut t = Tensor::from_slice(&[1.0f32, 2.0]);
     group.all_reduce_mean(&mut t).unwrap();
@@ -369,14 +367,7 @@ fn workers_launched_by_torchrun_join_its_store() {
 #[test]
 fn nccl_group_of_one_runs_on_the_gpu() {
     use convbert_distributed::Backend;
-    let env = DistEnv {
-        master_addr: "127.0.0.1".into(),
-        master_port: free_port(),
-        rank: 0,
-        world_size: 1,
-        local_rank: 0,
-        agent_store_prefix: None,
-    };
+    let env = rank0_env(1);
     let group = ProcessGroup::with_backend(&env, Backend::Nccl, GROUP_TIMEOUT);
     if !tch::Cuda::is_available() {
         let err = group.unwrap_err();

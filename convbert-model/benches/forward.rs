@@ -11,7 +11,7 @@
 use std::time::Instant;
 
 use convbert_model::{ConvBertConfig, ConvBertInputs, ConvBertModel, ForwardOptions};
-use convbert_testing::bench::{env_or, HfForwardServer};
+use convbert_testing::bench::{env_or, median, HfForwardServer};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
@@ -62,16 +62,6 @@ fn cosine(a: &Tensor, b: &Tensor) -> f64 {
     );
     (&a * &b).sum(Kind::Double).double_value(&[])
         / (a.norm().double_value(&[]) * b.norm().double_value(&[]))
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 fn main() {

@@ -1,5 +1,5 @@
-//! What the benchmarks share: the CPU's name for their headers, `BENCH_*` knobs, and the HF
-//! eager reference served by fixtures/bench_hf.py.
+//! What the benchmarks share: the CPU's name for their headers, `BENCH_*` knobs, the median of
+//! rounds, and the HF eager reference served by fixtures/bench_hf.py.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -35,6 +35,17 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
+}
+
+/// The median of `values` (the mean of the middle two for an even count; NaN when empty).
+pub fn median<T: std::borrow::Borrow<f64>>(values: impl IntoIterator<Item = T>) -> f64 {
+    let mut v: Vec<f64> = values.into_iter().map(|x| *x.borrow()).collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 /// HF's model in a Python process (`fixtures/bench_hf.py --serve`, run with `$CONVBERT_PYTHON`),

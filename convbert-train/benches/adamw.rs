@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use convbert_model::ConvBertConfig;
-use convbert_testing::bench::{cpu_model, env_or};
+use convbert_testing::bench::{cpu_model, env_or, median};
 use convbert_train::data::Task;
 use convbert_train::{AdamW, AdamWConfig, TaskModel};
 use tch::{Device, Kind, Tensor};
@@ -31,12 +31,6 @@ fn config(name: &str) -> ConvBertConfig {
         }
     };
     parsed.expect("config")
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 /// Milliseconds per step of `opt` over `steps` steps (gradients stay as they are).

@@ -1,7 +1,7 @@
 //! The C ABI of src/shim.cpp. Each fallible call returns 0, or non-zero with a message in `err`
 //! that [`check`] frees with `cbt_free_error`.
 
-use std::ffi::{c_char, c_int, CStr};
+use std::ffi::{c_char, c_int};
 
 use tch::Tensor;
 use torch_sys::C_tensor;
@@ -52,20 +52,6 @@ pub fn handles(tensors: &[Tensor]) -> Vec<*const C_tensor> {
 
 /// Runs one shim call of libtorch op `op`; a C++ exception becomes [`TrainError::Kernel`].
 pub fn check(op: &'static str, call: impl FnOnce(*mut *mut c_char) -> c_int) -> Result<()> {
-    let mut err: *mut c_char = std::ptr::null_mut();
-    if call(&mut err) == 0 {
-        return Ok(());
-    }
-    let message = if err.is_null() {
-        "the C++ shim failed without a message (out of memory?)".to_string()
-    } else {
-        // SAFETY: a non-null `err` is a NUL-terminated string the shim malloc'd for us.
-        let text = unsafe { CStr::from_ptr(err) }
-            .to_string_lossy()
-            .into_owned();
-        // SAFETY: freed once, by the allocator that made it.
-        unsafe { cbt_free_error(err) };
-        text
-    };
-    Err(TrainError::Kernel { op, message })
+    convbert_build::shim::check(call, cbt_free_error)
+        .map_err(|message| TrainError::Kernel { op, message })
 }
