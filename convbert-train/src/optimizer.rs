@@ -63,15 +63,21 @@ pub fn decays(name: &str) -> bool {
         || norm_part)
 }
 
+/// Steps taken by one parameter (torch keeps one per parameter).
+#[derive(Debug)]
+enum StepCount {
+    /// On the host, for the per-parameter update.
+    Host(i64),
+    /// An f32 scalar on the parameter's device, as the fused kernels read and advance it.
+    Device(Tensor),
+}
+
 #[derive(Debug)]
 struct ParamState {
     name: String,
     param: Tensor,
     decay: bool,
-    /// Steps taken by this parameter (torch keeps one per parameter), on the per-parameter path.
-    step: i64,
-    /// The same count as an f32 scalar on the parameter's device, on the fused path.
-    fused_step: Option<Tensor>,
+    step: StepCount,
     exp_avg: Tensor,
     exp_avg_sq: Tensor,
 }
@@ -98,11 +104,14 @@ impl AdamW {
         let mut params = Vec::new();
         for (name, param) in trainable {
             params.push(ParamState {
-                fused_step: fused.then(|| fused_adamw::new_step(&param)).transpose()?,
                 decay: decays(&name),
                 exp_avg: param.f_zeros_like()?,
                 exp_avg_sq: param.f_zeros_like()?,
-                step: 0,
+                step: if fused {
+                    StepCount::Device(fused_adamw::new_step(&param)?)
+                } else {
+                    StepCount::Host(0)
+                },
                 name,
                 param,
             });
@@ -124,7 +133,9 @@ impl AdamW {
 
     /// True when steps run libtorch's fused multi-tensor kernels (see [`AdamWConfig::fused`]).
     pub fn is_fused(&self) -> bool {
-        self.params.first().is_some_and(|p| p.fused_step.is_some())
+        self.params
+            .first()
+            .is_some_and(|p| matches!(p.step, StepCount::Device(_)))
     }
 
     /// Names of the parameters that receive weight decay.
@@ -155,9 +166,12 @@ impl AdamW {
                 if !grad.defined() {
                     continue;
                 }
-                p.step += 1;
-                let bias_correction1 = 1.0 - beta1.powi(p.step as i32);
-                let bias_correction2 = 1.0 - beta2.powi(p.step as i32);
+                let StepCount::Host(step) = &mut p.step else {
+                    return Err(TrainError::argument("optimizer", "a fused step counter"));
+                };
+                *step += 1;
+                let bias_correction1 = 1.0 - beta1.powi(*step as i32);
+                let bias_correction2 = 1.0 - beta2.powi(*step as i32);
                 let step_size = lr / bias_correction1;
                 let update = Update {
                     decay: (p.decay && weight_decay != 0.0)
@@ -197,7 +211,7 @@ impl AdamW {
             };
             let mut slots = Vec::with_capacity(self.params.len());
             for p in &self.params {
-                let (grad, Some(step)) = (p.param.grad(), p.fused_step.as_ref()) else {
+                let (grad, StepCount::Device(step)) = (p.param.grad(), &p.step) else {
                     continue;
                 };
                 if grad.defined() {
@@ -243,9 +257,9 @@ impl AdamW {
     pub fn state_tensors(&self) -> Result<Vec<(String, Tensor)>> {
         let mut out = Vec::with_capacity(self.params.len() * 3);
         for p in &self.params {
-            let step = match &p.fused_step {
-                Some(t) => t.f_to_kind(Kind::Int64)?.f_to_device(tch::Device::Cpu)?,
-                None => Tensor::from(p.step),
+            let step = match &p.step {
+                StepCount::Device(t) => t.f_to_kind(Kind::Int64)?.f_to_device(tch::Device::Cpu)?,
+                StepCount::Host(n) => Tensor::from(*n),
             };
             out.push((format!("exp_avg.{}", p.name), p.exp_avg.shallow_clone()));
             out.push((
@@ -277,12 +291,15 @@ impl AdamW {
                     ),
                 ));
             }
-            p.step = step.f_to_kind(Kind::Int64)?.f_int64_value(&[])?;
+            let count = step.f_to_kind(Kind::Int64)?.f_int64_value(&[])?;
             tch::no_grad(|| -> Result<()> {
                 p.exp_avg.f_copy_(m)?;
                 p.exp_avg_sq.f_copy_(v)?;
-                if let Some(t) = &mut p.fused_step {
-                    let _ = t.f_fill_(p.step as f64)?;
+                match &mut p.step {
+                    StepCount::Host(n) => *n = count,
+                    StepCount::Device(t) => {
+                        let _ = t.f_fill_(count as f64)?;
+                    }
                 }
                 Ok(())
             })?;
