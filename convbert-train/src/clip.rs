@@ -44,7 +44,8 @@ pub(crate) fn clip_grad_norm_tensor(
     Ok(Some(total))
 }
 
-fn grads(params: &[Tensor]) -> Vec<Tensor> {
+/// The defined gradients of `params`.
+pub(crate) fn grads(params: &[Tensor]) -> Vec<Tensor> {
     params
         .iter()
         .map(|p| p.grad())

@@ -116,11 +116,7 @@ impl DataParallel {
         // The backend's device: host memory for Gloo, this rank's GPU for NCCL.
         let device = self.device;
         tch::no_grad(|| -> Result<f64> {
-            let grads: Vec<Tensor> = params
-                .iter()
-                .map(|p| p.grad())
-                .filter(|g| g.defined())
-                .collect();
+            let grads = crate::clip::grads(params);
             let mut pieces = grads
                 .iter()
                 .map(|g| {

@@ -198,11 +198,7 @@ fn fused_step(
 
 /// Divides every gradient by `scale` in place (one foreach op on the fused path).
 fn unscale(params: &[Tensor], scale: f64, foreach: bool) -> Result<()> {
-    let grads: Vec<Tensor> = params
-        .iter()
-        .map(|p| p.grad())
-        .filter(|g| g.defined())
-        .collect();
+    let grads = crate::clip::grads(params);
     tch::no_grad(|| -> Result<()> {
         if let (true, Some(first)) = (foreach, grads.first()) {
             let factor = Tensor::f_full([], 1.0 / scale, (Kind::Float, first.device()))?;
