@@ -37,6 +37,7 @@ pub struct GraphStats {
     pub captures: u64,
     pub replays: u64,
     pub eager: u64,
+    /// Captures that failed, or whose first replay did not match the eager forward.
     pub failed_captures: u64,
     /// Graphs held now.
     pub graphs: usize,
@@ -209,6 +210,13 @@ impl<B: Backend> Cache<B> {
             CaptureError::Forward(e) => format!("the forward failed while capturing: {e}"),
             CaptureError::Graph(e) => e.to_string(),
         })?;
+        // A graph is trusted only once its first replay matches an eager run on the same static
+        // inputs: a forward that is not capture-safe (a host read, a CPU tensor baked in) can
+        // capture without error and replay stale or wrong values.
+        backend.replay(&graph).map_err(|e| e.to_string())?;
+        let eager = convbert_model::with_prevalidated_ids(|| forward(&static_inputs))
+            .map_err(|e| format!("the eager check after the capture failed: {e}"))?;
+        verify_replay(&outputs, &eager)?;
         self.stats.captures += 1;
         self.entries.push(Entry {
             key,
@@ -238,6 +246,70 @@ impl<B: Backend> Cache<B> {
             .iter()
             .map(|o| Ok(o.f_narrow(0, 0, batch.rows as i64)?.f_detach_copy()?))
             .collect()
+    }
+}
+
+/// Ok when a graph's outputs after a replay equal `eager`'s (same shapes and kinds; floats
+/// within [`replay_tolerance`]), else which output differs and by how much.
+pub(crate) fn verify_replay(replayed: &[Tensor], eager: &[Tensor]) -> Result<(), String> {
+    if replayed.len() != eager.len() {
+        return Err(format!(
+            "the replay gave {} outputs, the eager forward {}",
+            replayed.len(),
+            eager.len()
+        ));
+    }
+    for (i, (r, e)) in replayed.iter().zip(eager).enumerate() {
+        if r.size() != e.size() || r.kind() != e.kind() {
+            return Err(format!(
+                "output {i}: the replay gave {:?} {:?}, the eager forward {:?} {:?}",
+                r.size(),
+                r.kind(),
+                e.size(),
+                e.kind()
+            ));
+        }
+        let (same, worst) = compare(r, e).map_err(|err| format!("output {i}: {err}"))?;
+        if !same {
+            return Err(format!(
+                "output {i} of the replay differs from the eager forward (max |Δ| {worst:e})"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `(r == e within tolerance everywhere, max |r - e|)`; NaNs must sit at the same places.
+fn compare(r: &Tensor, e: &Tensor) -> Result<(bool, f64), tch::TchError> {
+    let (r, e) = (r.f_to_device(e.device())?, e);
+    let Some((rtol, atol)) = replay_tolerance(e.kind()) else {
+        let same = r.f_eq_tensor(e)?.f_all()?.f_int64_value(&[])? != 0;
+        return Ok((same, if same { 0.0 } else { f64::INFINITY }));
+    };
+    let same = r
+        .f_isclose(e, rtol, atol, true)?
+        .f_all()?
+        .f_int64_value(&[])?
+        != 0;
+    let worst = r
+        .f_to_kind(Kind::Double)?
+        .f_sub(&e.f_to_kind(Kind::Double)?)?
+        .f_abs()?
+        .f_nan_to_num(0.0, None, None)?
+        .f_max()?
+        .f_double_value(&[])?;
+    Ok((same, worst))
+}
+
+/// `(rtol, atol)` for comparing a replay with eager in `kind`, `None` for exact kinds. The same
+/// kernels run on the same inputs, so the two normally agree bit for bit; the slack absorbs
+/// cuBLAS picking another reduction order on another stream, and is far below what a stale
+/// or misplaced buffer produces.
+fn replay_tolerance(kind: Kind) -> Option<(f64, f64)> {
+    match kind {
+        Kind::Float | Kind::Double => Some((1e-4, 1e-5)),
+        Kind::Half | Kind::BFloat16 => Some((1e-2, 1e-2)),
+        _ => None,
     }
 }
 
@@ -288,12 +360,12 @@ impl GraphCache {
     }
 
     /// `forward` on `batch`: from the graph of `what` for its bucket (captured on first use:
-    /// warm-up runs, then one captured run, with the model's id checks done here on the host),
-    /// else eagerly with the batch as host tensors. `forward` must be a pure function of its
-    /// inputs (the same ops for the same shapes), and one `what` must always name the same
-    /// computation: a replay reruns what was captured, not the closure given. Graph outputs are cut to the batch's rows on
-    /// dim 0; per-token outputs keep the bucket's length (positions past `batch.len` are
-    /// padding).
+    /// warm-up runs, then one captured run, trusted once its first replay matches an eager run;
+    /// the model's id checks are done here on the host), else eagerly with the batch as host
+    /// tensors. `forward` must be a pure function of its inputs (the same ops for the same
+    /// shapes), and one `what` must always name the same computation: a replay reruns what was
+    /// captured, not the closure given. Graph outputs are cut to the batch's rows on dim 0;
+    /// per-token outputs keep the bucket's length (positions past `batch.len` are padding).
     pub fn run<F, E>(
         &mut self,
         what: &'static str,

@@ -11,15 +11,17 @@ use crate::cache::{Cache, GraphInputs};
 use crate::error::{CaptureError, GraphError};
 
 /// "Captures" by running the forward once; "replays" by doing nothing (its outputs stay those
-/// of the capture run, enough to follow the bookkeeping).
+/// of the capture run, enough to follow the bookkeeping), or, after `corrupt_next`, by
+/// overwriting the first output as a graph replaying from a wrong buffer would.
 #[derive(Default)]
 struct Fake {
     fail_next: Cell<bool>,
-    replays: Cell<u32>,
+    corrupt_next: Cell<bool>,
 }
 
 impl Backend for Fake {
-    type Graph = ();
+    /// The output a corrupt graph overwrites.
+    type Graph = Option<Tensor>;
 
     fn device(&self) -> Device {
         Device::Cpu
@@ -34,18 +36,22 @@ impl Backend for Fake {
         &self,
         _warmups: u32,
         mut forward: F,
-    ) -> Result<((), Vec<Tensor>), CaptureError<E>>
+    ) -> Result<(Option<Tensor>, Vec<Tensor>), CaptureError<E>>
     where
         F: FnMut() -> Result<Vec<Tensor>, E>,
     {
         if self.fail_next.replace(false) {
             return Err(CaptureError::Graph(GraphError::Capture("refused".into())));
         }
-        forward().map(|o| ((), o)).map_err(CaptureError::Forward)
+        let outputs = forward().map_err(CaptureError::Forward)?;
+        let corrupt = self.corrupt_next.replace(false);
+        Ok((corrupt.then(|| outputs[0].shallow_clone()), outputs))
     }
 
-    fn replay(&self, _graph: &()) -> Result<(), GraphError> {
-        self.replays.set(self.replays.get() + 1);
+    fn replay(&self, graph: &Option<Tensor>) -> Result<(), GraphError> {
+        if let Some(out) = graph {
+            let _overwritten = out.shallow_clone().f_fill_(-1)?;
+        }
         Ok(())
     }
 }
@@ -142,6 +148,42 @@ fn a_failed_capture_falls_back_to_eager_for_that_key_only() {
     assert!(s.last_failure.unwrap().contains("refused"));
     run(&mut c, 2, 10, 5); // another key still captures
     assert_eq!(c.stats().captures, 1);
+}
+
+#[test]
+fn a_graph_whose_replay_differs_from_eager_is_dropped() {
+    let mut c = cache(4);
+    c.backend.as_ref().unwrap().corrupt_next.set(true);
+    let out = run(&mut c, 1, 10, 5);
+    assert_eq!(&out[..2], &[5, 1], "the eager result, not the replay's");
+    assert_eq!(out.len(), 10, "eager: the batch's own length");
+    let s = c.stats();
+    assert_eq!(
+        (s.captures, s.failed_captures, s.eager, s.graphs),
+        (0, 1, 1, 0)
+    );
+    let why = s.last_failure.unwrap();
+    assert!(why.contains("differs from the eager forward"), "{why}");
+    run(&mut c, 2, 10, 5); // another key still captures and checks out
+    assert_eq!(c.stats().captures, 1);
+}
+
+#[test]
+fn replay_check_tolerates_rounding_not_errors() {
+    use super::cache::verify_replay;
+    let a = Tensor::from_slice(&[1.0f32, 2.0, f32::NAN]);
+    let near = &a + 1e-6;
+    assert!(verify_replay(&[near], &[a.shallow_clone()]).is_ok());
+    let err = verify_replay(&[&a + 1e-2], &[a.shallow_clone()]).unwrap_err();
+    assert!(err.starts_with("output 0 of the replay differs"), "{err}");
+    assert!(
+        err.contains("|Δ| 9.99") || err.contains("|Δ| 1e-2"),
+        "{err}"
+    );
+    let ids = Tensor::from_slice(&[1i64, 2]);
+    assert!(verify_replay(&[&ids + 1], &[ids.shallow_clone()]).is_err());
+    assert!(verify_replay(&[ids.shallow_clone()], &[]).is_err());
+    assert!(verify_replay(&[ids.f_view([1, 2]).unwrap()], &[ids]).is_err());
 }
 
 #[test]

@@ -8,7 +8,8 @@
 //! padding-invariant mode), to a length bucket. Outside the buckets ([`GraphPolicy`]), with ids
 //! the model would refuse, without CUDA, and after a failed capture of a key, the forward runs
 //! eagerly, so results are always those of the eager model (within float rounding of the
-//! padded shapes). Reference: PyTorch's `torch.cuda.graphs` (v2.11) and its notes on warm-up,
+//! padded shapes). A new graph is kept only if its first replay matches an eager run on the same
+//! inputs; one that does not counts as a failed capture. Reference: PyTorch's `torch.cuda.graphs` (v2.11) and its notes on warm-up,
 //! side streams and memory pools.
 //!
 //! ```
