@@ -590,7 +590,23 @@ fn info_metrics_and_openapi() {
         info["model_type"]["classifier"]["id2label"].is_object(),
         "{info}"
     );
+    let eager_before = info["cuda_graphs"]["eager"].as_u64().unwrap();
     s.ok("/predict", &json!({"inputs": "hello"}));
+    let info: Value = s
+        .client
+        .get(format!("{}/info", s.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let graphs = &info["cuda_graphs"];
+    let why = graphs["unavailable"].as_str().unwrap_or_default();
+    assert!(why.contains("need a CUDA device"), "{info}");
+    assert_eq!(
+        (&graphs["eager"], &graphs["captures"], &graphs["replays"]),
+        (&json!(eager_before + 1), &json!(0), &json!(0)),
+        "{info}"
+    );
     let metrics = s
         .client
         .get(format!("{}/metrics", s.url))

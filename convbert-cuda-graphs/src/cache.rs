@@ -43,6 +43,8 @@ pub struct GraphStats {
     pub graphs: usize,
     /// Why the last capture failed.
     pub last_failure: Option<String>,
+    /// Why every run is eager (graphs off, no CUDA device, a build without CUDA), or `None`.
+    pub unavailable: Option<String>,
 }
 
 struct Entry<G> {
@@ -90,6 +92,7 @@ impl<B: Backend> Cache<B> {
     pub(crate) fn stats(&self) -> GraphStats {
         GraphStats {
             graphs: self.entries.len(),
+            unavailable: self.unavailable().map(str::to_string),
             ..self.stats.clone()
         }
     }

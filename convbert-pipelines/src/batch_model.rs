@@ -4,6 +4,7 @@
 //! implements [`BatchModel`]; with the padding-invariant mode (the default) a row's outputs do not
 //! depend on the other rows of its batch.
 
+use convbert_cuda_graphs::GraphStats;
 use convbert_model::ConvBertConfig;
 use tch::Tensor;
 use tokenizers::Encoding;
@@ -32,6 +33,10 @@ pub trait BatchModel: Send + Sync {
 
     /// `rows` as one padded batch through the encoder: per row `last_hidden_state` `(L, D)`.
     fn forward_features(&self, rows: &[&Row]) -> Result<Vec<Tensor>>;
+
+    /// The CUDA graphs' captures, replays and eager runs as of the last finished batch, and why
+    /// graphs are unavailable (off, not a CUDA device, a build without them).
+    fn cuda_graph_stats(&self) -> Result<GraphStats>;
 
     /// The longest input in tokens: `max_position_embeddings`, bounded by the tokenizer's
     /// `model_max_length` when it sets one.
@@ -136,6 +141,9 @@ macro_rules! impl_batch_model {
                 rows: &[&$crate::batch::Row],
             ) -> $crate::error::Result<Vec<tch::Tensor>> {
                 self.loaded.feature_rows(rows)
+            }
+            fn cuda_graph_stats(&self) -> $crate::error::Result<convbert_cuda_graphs::GraphStats> {
+                self.loaded.graph_stats()
             }
         }
     };

@@ -40,6 +40,7 @@ mod tokenizer;
 
 pub use batch::{Prepared, Row};
 pub use batch_model::BatchModel;
+pub use convbert_cuda_graphs::GraphStats;
 pub use error::{PipelineError, Result};
 pub use feature_extraction::{FeatureExtractionPipeline, Pooling};
 pub use fill_mask::{FillMaskCandidate, FillMaskPipeline, FillMaskTargets};

@@ -9,7 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use convbert_cuda_graphs::{GraphCache, GraphInputs, GraphPolicy, HostBatch, InputLimits};
+use convbert_cuda_graphs::{
+    GraphCache, GraphInputs, GraphPolicy, GraphStats, HostBatch, InputLimits,
+};
 use convbert_heads::{
     ConvBertForMaskedLM, ConvBertForQuestionAnswering, ConvBertForSequenceClassification,
     ConvBertForTokenClassification, HeadLoadReport,
@@ -90,6 +92,8 @@ impl ReplaceLinears for Encoder {
 pub(crate) struct Loaded<H> {
     model: Mutex<H>,
     graphs: Mutex<GraphCache>,
+    /// The graphs' counts after the last batch: readable while a batch runs.
+    graph_stats: Mutex<GraphStats>,
     pub(crate) config: ConvBertConfig,
     pub(crate) tokenizer: TextTokenizer,
     pub(crate) options: PipelineOptions,
@@ -121,8 +125,10 @@ impl<H: TaskHead> Loaded<H> {
     ) -> Self {
         let warnings = head_warnings(model.report(), task);
         let config = model.encoder().config().clone();
+        let graphs = graph_cache(&options, &config);
         Self {
-            graphs: Mutex::new(graph_cache(&options, &config)),
+            graph_stats: Mutex::new(graphs.stats()),
+            graphs: Mutex::new(graphs),
             config,
             model: Mutex::new(model),
             tokenizer,
@@ -161,14 +167,16 @@ impl<H: TaskHead> Loaded<H> {
     {
         let model = self.model()?;
         let mut graphs = self.graphs()?;
-        run_prepared(
+        let results = run_prepared(
             prepared,
             &self.options,
             self.pad_id(),
             granularity,
             |host, fo| run_graphed(&mut graphs, "head", host, |x| forward(&model, x, fo)),
             finish,
-        )
+        );
+        self.record_graph_stats(&graphs)?;
+        results
     }
 
     /// One batch of `rows` through `forward` (the task head); per row its outputs.
@@ -211,18 +219,37 @@ impl<H: TaskHead> Loaded<H> {
     {
         let model = self.model()?;
         let mut graphs = self.graphs()?;
-        forward_batch(
+        let outputs = forward_batch(
             rows,
             &self.options,
             self.pad_id(),
             granularity,
             |host, fo| run_graphed(&mut graphs, what, host, |x| forward(&model, x, fo)),
-        )
+        );
+        self.record_graph_stats(&graphs)?;
+        outputs
     }
 
     /// The CUDA graph cache, for the thread holding the model.
     fn graphs(&self) -> Result<MutexGuard<'_, GraphCache>> {
         self.graphs.lock().map_err(|_| PipelineError::Poisoned)
+    }
+
+    fn record_graph_stats(&self, graphs: &GraphCache) -> Result<()> {
+        *self
+            .graph_stats
+            .lock()
+            .map_err(|_| PipelineError::Poisoned)? = graphs.stats();
+        Ok(())
+    }
+
+    /// The CUDA graphs' counts as of the last finished batch.
+    pub(crate) fn graph_stats(&self) -> Result<GraphStats> {
+        let stats = self
+            .graph_stats
+            .lock()
+            .map_err(|_| PipelineError::Poisoned)?;
+        Ok(stats.clone())
     }
 
     pub(crate) fn pad_id(&self) -> i64 {
@@ -238,7 +265,7 @@ fn graph_cache(options: &PipelineOptions, config: &ConvBertConfig) -> GraphCache
         type_vocab_size: config.type_vocab_size,
         max_len: usize::try_from(config.max_position_embeddings).unwrap_or(0),
     };
-    if options.cuda_graphs && options.device.is_cuda() {
+    if options.cuda_graphs {
         GraphCache::new(options.device, limits, GraphPolicy::default())
     } else {
         GraphCache::disabled(limits)

@@ -1,8 +1,9 @@
 //! On a GPU, every pipeline gives the same results with CUDA graphs as without (fp32, within
-//! 1e-5): batches padded up to a bucket (3 of 5 inputs per batch), a batch outside the buckets
-//! (32 rows, eager) and the server's path (`BatchModel::forward_head` / `forward_features`).
-//! Runs with `CONVBERT_TEST_DEVICE=cuda` and the `cuda-graphs` feature; elsewhere each test says
-//! it is skipped.
+//! 1e-5), and every batch of it replays from a graph that passed its check against eager: batches
+//! padded up to a bucket (3 of 5 inputs per batch, or all 5 in one) and the server's path
+//! (`BatchModel::forward_head` / `forward_features`). Runs with `CONVBERT_TEST_DEVICE=cuda` and
+//! the `cuda-graphs` feature; elsewhere those tests say they are skipped. On the CPU the graph
+//! counts say why every batch ran eagerly.
 
 use std::path::PathBuf;
 
@@ -62,8 +63,46 @@ fn same<T: Serialize>(graphs: &T, eager: &T, what: &str) {
     eprintln!("{what}: graphs vs eager max |diff| {d:.2e}");
 }
 
+/// The pipeline with graphs replayed every batch of its run from a verified graph; the one
+/// without ran every batch eagerly.
+fn used_graphs<P: BatchModel>(on: &P, off: &P, what: &str) {
+    let (s, e) = (
+        on.cuda_graph_stats().unwrap(),
+        off.cuda_graph_stats().unwrap(),
+    );
+    eprintln!("{what}: graphs {s:?}");
+    assert_eq!(s.unavailable, None, "{what}");
+    assert_eq!(s.failed_captures, 0, "{what}: {:?}", s.last_failure);
+    assert!(s.captures >= 1 && s.replays >= s.captures, "{what}: {s:?}");
+    assert_eq!(s.eager, 0, "{what}: {s:?}");
+    assert!(e.unavailable.unwrap().contains("turned off"), "{what}");
+    assert_eq!((e.replays, e.captures), (0, 0), "{what}");
+    assert!(e.eager >= 1, "{what}");
+}
+
 fn ok<T>(results: Vec<convbert_pipelines::Result<T>>) -> Vec<T> {
     results.into_iter().map(|r| r.unwrap()).collect()
+}
+
+#[test]
+fn on_the_cpu_every_batch_is_eager_and_the_stats_say_why() {
+    let opts = PipelineOptions {
+        batch_size: 3,
+        ..Default::default()
+    };
+    let p = FillMaskPipeline::from_pretrained(model("mlm"), opts).unwrap();
+    assert_eq!(p.cuda_graph_stats().unwrap().eager, 0);
+    ok(p.run(&TEXTS, 1).unwrap());
+    let s = p.cuda_graph_stats().unwrap();
+    assert!(s.unavailable.unwrap().contains("need a CUDA device"));
+    assert_eq!((s.eager, s.captures, s.replays, s.graphs), (2, 0, 0, 0));
+    let off = PipelineOptions {
+        cuda_graphs: false,
+        ..opts
+    };
+    let p = FillMaskPipeline::from_pretrained(model("mlm"), off).unwrap();
+    let why = p.cuda_graph_stats().unwrap().unavailable.unwrap();
+    assert!(why.contains("turned off"), "{why}");
 }
 
 #[test]
@@ -78,12 +117,14 @@ fn fill_mask_and_token_classification() {
             &ok(b.run(&TEXTS, 5).unwrap()),
             "fill-mask",
         );
+        used_graphs(&a, &b, "fill-mask");
         let [a, b] =
             opts.map(|o| TokenClassificationPipeline::from_pretrained(model("tokcls"), o).unwrap());
         let run = |p: &TokenClassificationPipeline| {
             ok(p.run(&TEXTS, AggregationStrategy::None, &[]).unwrap())
         };
         same(&run(&a), &run(&b), "token classification");
+        used_graphs(&a, &b, "token classification");
     }
 }
 
@@ -101,6 +142,7 @@ fn text_classification_and_question_answering() {
         .collect();
     let run = |p: &TextClassificationPipeline| ok(p.run(&inputs, None, None).unwrap());
     same(&run(&a), &run(&b), "text classification");
+    used_graphs(&a, &b, "text classification");
     let [a, b] = opts.map(|o| QuestionAnsweringPipeline::from_pretrained(model("qa"), o).unwrap());
     let inputs: Vec<QaInput> = TEXTS
         .iter()
@@ -111,6 +153,7 @@ fn text_classification_and_question_answering() {
         .collect();
     let run = |p: &QuestionAnsweringPipeline| ok(p.run(&inputs, &QaOptions::default()).unwrap());
     same(&run(&a), &run(&b), "question answering");
+    used_graphs(&a, &b, "question answering");
 }
 
 #[test]
@@ -125,6 +168,7 @@ fn features_and_the_servers_batches() {
         let d = (x - y).abs().max().double_value(&[]);
         assert!(d <= TOL, "features: {d:.2e}");
     }
+    used_graphs(&a, &b, "feature extraction");
     // The server's path: rows of several inputs packed into one batch.
     let [a, b] = opts.map(|o| FillMaskPipeline::from_pretrained(model("mlm"), o).unwrap());
     let prepared: Vec<_> = TEXTS
@@ -150,4 +194,5 @@ fn features_and_the_servers_batches() {
         let d = (x - &y).abs().max().double_value(&[]);
         assert!(d <= TOL, "forward_features: {d:.2e}");
     }
+    used_graphs(&a, &b, "the server's batches");
 }

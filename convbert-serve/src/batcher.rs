@@ -392,6 +392,9 @@ mod tests {
         fn forward_features(&self, rows: &[&Row]) -> convbert_pipelines::Result<Vec<Tensor>> {
             Ok(self.forward_head(rows)?.into_iter().flatten().collect())
         }
+        fn cuda_graph_stats(&self) -> convbert_pipelines::Result<convbert_pipelines::GraphStats> {
+            Ok(Default::default())
+        }
     }
 
     /// Fails on rows of `fail_len` tokens, panics on rows of `panic_len` (0: never).

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use convbert_pipelines::{Pooling, Quantization};
+use convbert_pipelines::{GraphStats, Pooling, Quantization};
 use serde::Serialize;
 use serde_json::{json, Value};
 use tch::{Device, Kind};
@@ -38,10 +38,43 @@ pub struct Info {
     pub max_batch_requests: Option<usize>,
     pub max_client_batch_size: usize,
     pub auto_truncate: bool,
+    pub cuda_graphs: CudaGraphsInfo,
     pub tokenization_workers: usize,
     pub version: &'static str,
     pub sha: Option<&'static str>,
     pub docker_label: Option<&'static str>,
+}
+
+/// CUDA graphs of small batches: whether they are used, and their counts since start-up (as of
+/// the last finished batch).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CudaGraphsInfo {
+    /// Why every batch runs eagerly (turned off, not a CUDA device, a build without them); null
+    /// when graphs are used.
+    pub unavailable: Option<String>,
+    /// Graphs held now.
+    pub graphs: usize,
+    pub captures: u64,
+    pub replays: u64,
+    /// Batches run eagerly: outside the buckets, graphs unavailable or a key whose capture failed.
+    pub eager: u64,
+    /// Captures that failed or whose first replay did not match the eager forward.
+    pub failed_captures: u64,
+    pub last_failure: Option<String>,
+}
+
+impl From<GraphStats> for CudaGraphsInfo {
+    fn from(s: GraphStats) -> Self {
+        Self {
+            unavailable: s.unavailable,
+            graphs: s.graphs,
+            captures: s.captures,
+            replays: s.replays,
+            eager: s.eager,
+            failed_captures: s.failed_captures,
+            last_failure: s.last_failure,
+        }
+    }
 }
 
 fn model_type(engine: &Engine, pooling: Pooling) -> Value {
@@ -97,6 +130,8 @@ pub(crate) async fn info(State(state): State<SharedState>) -> Result<Json<Info>,
         _ => "float32",
     };
     let task: Task = ready.engine.task();
+    let graphs = ready.engine.model().cuda_graph_stats();
+    let graphs = graphs.map_err(|e| ApiError::backend(e.to_string()))?;
     Ok(Json(Info {
         model_id: c.model_id.clone(),
         model_sha: None,
@@ -110,6 +145,7 @@ pub(crate) async fn info(State(state): State<SharedState>) -> Result<Json<Info>,
         max_batch_requests: c.max_batch_requests,
         max_client_batch_size: c.max_client_batch_size,
         auto_truncate: c.auto_truncate,
+        cuda_graphs: graphs.into(),
         tokenization_workers: tokio::runtime::Handle::current().metrics().num_workers(),
         version: env!("CARGO_PKG_VERSION"),
         sha: None,
@@ -145,7 +181,7 @@ pub(crate) async fn metrics() -> Response {
         crate::routes::tasks::qa,
         crate::routes::inference_api::dispatch,
     ),
-    components(schemas(ErrorResponse, Info))
+    components(schemas(ErrorResponse, Info, CudaGraphsInfo))
 )]
 struct ApiDoc;
 
