@@ -178,9 +178,6 @@ impl TaskArg {
     }
 }
 
-/// HF run_qa's doc_stride; at most half the window so that consecutive windows move forward.
-const DOC_STRIDE: usize = 128;
-
 /// Runs `convbert train`; errors go to stderr with exit code 1 (2 for bad arguments).
 pub fn main(args: &TrainArgs) -> ExitCode {
     exit_code(run(args).and_then(|summary| match summary {
@@ -450,7 +447,9 @@ fn run(a: &TrainArgs) -> CliResult<Option<String>> {
     let classifies = matches!(task, Task::TextClassification | Task::TokenClassification);
     let mut options = DataOptions {
         max_length: a.max_length,
-        doc_stride: a.doc_stride.unwrap_or(DOC_STRIDE.min(a.max_length / 2)),
+        doc_stride: a
+            .doc_stride
+            .unwrap_or_else(|| DataOptions::default_doc_stride(a.max_length)),
         label_names: if classifies {
             config_labels(&config)
         } else {

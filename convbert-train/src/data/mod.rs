@@ -134,18 +134,28 @@ impl Dataset {
 pub struct DataOptions {
     /// Longest sequence in tokens, special tokens included.
     pub max_length: usize,
-    /// QA: overlap of consecutive context windows in tokens.
+    /// QA: overlap of consecutive context windows in tokens
+    /// ([`default_doc_stride`](Self::default_doc_stride) unless set).
     pub doc_stride: usize,
     /// Class names fixed in advance (from the model config or the training set); `None` collects
     /// them from this file, sorted.
     pub label_names: Option<Vec<String>>,
 }
 
+impl DataOptions {
+    /// HF run_qa's doc_stride (128), at most half the window so that consecutive windows move
+    /// forward.
+    pub fn default_doc_stride(max_length: usize) -> usize {
+        (max_length / 2).min(128)
+    }
+}
+
 impl Default for DataOptions {
     fn default() -> Self {
+        let max_length = 128;
         Self {
-            max_length: 128,
-            doc_stride: 32,
+            max_length,
+            doc_stride: Self::default_doc_stride(max_length),
             label_names: None,
         }
     }
