@@ -79,6 +79,12 @@ impl Server {
         (status, r.json().unwrap_or(Value::Null))
     }
 
+    /// GET `route`'s JSON body.
+    fn get_json(&self, route: &str) -> Value {
+        let r = self.client.get(format!("{}{route}", self.url)).send();
+        r.unwrap().json().unwrap()
+    }
+
     fn ok(&self, route: &str, body: &Value) -> Value {
         let (status, v) = self.post(route, body);
         assert_eq!(status, StatusCode::OK, "{route} {body}: {v}");
@@ -567,13 +573,7 @@ fn long_inputs_are_refused_or_truncated() {
 #[test]
 fn info_metrics_and_openapi() {
     let s = Server::start("pipelines/models/seqcls", &["--max-batch-tokens", "4096"]);
-    let info: Value = s
-        .client
-        .get(format!("{}/info", s.url))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let info = s.get_json("/info");
     assert_eq!(info["task"], "text-classification");
     let model = fixtures().join("pipelines/models/seqcls");
     assert_eq!(info["model_id"], model.display().to_string());
@@ -592,13 +592,7 @@ fn info_metrics_and_openapi() {
     );
     let eager_before = info["cuda_graphs"]["eager"].as_u64().unwrap();
     s.ok("/predict", &json!({"inputs": "hello"}));
-    let info: Value = s
-        .client
-        .get(format!("{}/info", s.url))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let info = s.get_json("/info");
     let graphs = &info["cuda_graphs"];
     let why = graphs["unavailable"].as_str().unwrap_or_default();
     assert!(why.contains("need a CUDA device"), "{info}");
@@ -626,13 +620,7 @@ fn info_metrics_and_openapi() {
     ] {
         assert!(metrics.contains(name), "missing {name} in:\n{metrics}");
     }
-    let doc: Value = s
-        .client
-        .get(format!("{}/api-doc/openapi.json", s.url))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let doc = s.get_json("/api-doc/openapi.json");
     for route in [
         "/embed",
         "/v1/embeddings",
