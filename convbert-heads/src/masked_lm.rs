@@ -13,7 +13,7 @@ use crate::error::{ConvBertHeadError, Result};
 use crate::labels::Labels;
 use crate::loss::{cross_entropy, IGNORE_INDEX};
 use crate::pretrained::{impl_head, HeadModule};
-use convbert_model::primitives::{LayerNorm, Linear, LinearKernel, LinearKernelFactory};
+use convbert_model::primitives::{self, LayerNorm, Linear, LinearKernel, LinearKernelFactory};
 
 /// `generator_predictions`: t = LayerNorm_E(gelu(dense(h))), (B, L, D) -> (B, L, E).
 #[derive(Debug)]
@@ -113,7 +113,7 @@ impl MaskedLmModules {
     fn lm_head(&self, t: &Tensor) -> Result<Tensor> {
         Ok(match &self.lm_kernel {
             Some(k) => k.forward(t)?,
-            None => t.f_linear(&self.lm_weight, Some(&self.lm_bias))?,
+            None => primitives::linear(t, &self.lm_weight, &self.lm_bias)?,
         })
     }
 }

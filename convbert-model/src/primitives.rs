@@ -78,20 +78,26 @@ impl Linear {
     }
 }
 
+/// In training, GEMMs of fewer multiply-adds stay on `linear`: there oneDNN's per-call overhead,
+/// forward and backward, outweighs its faster kernel (crossover at 4–8 M on an AMD EPYC; in
+/// inference the convolution was as fast or faster at every size measured).
+const ONEDNN_MIN_TRAINING_MACS: i64 = 1 << 23;
+
 /// y = x Wᵀ + b for x (..., in), w (out, in), b (out,).
 ///
-/// For fp32 CPU inference (neither `x` nor `w` requires grad) the GEMM runs as a 1x1 convolution
-/// over a channels-last view of the rows: libtorch sends fp32 `addmm` to MKL, whose sgemm runs
-/// about half as fast as oneDNN's on AMD AVX-512 CPUs, while fp32 convolutions go to oneDNN. The
-/// view needs no copy in and the channels-last result none out; only the summation order changes
-/// (within 1e-6 of `linear`). Anything else, training included, keeps `linear` as is.
-pub(crate) fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+/// On the CPU in fp32 the GEMM runs as a 1x1 convolution over a channels-last view of the rows:
+/// libtorch sends fp32 `addmm` to MKL, whose sgemm runs about half as fast as oneDNN's on AMD
+/// AVX-512 CPUs, while fp32 convolutions go to oneDNN, and so do their gradients (the
+/// convolution's backward; in training only from [`ONEDNN_MIN_TRAINING_MACS`] up). The view
+/// needs no copy in and the channels-last result none out; only the summation order changes
+/// (within 1e-6 of `linear`). Other devices and kinds keep `linear` as is.
+pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
     let size = x.size();
     let (inp, out) = (size[size.len() - 1], w.size()[0]);
     let rows = size[..size.len() - 1].iter().product::<i64>();
-    let inference = !x.requires_grad() && !w.requires_grad() && !b.requires_grad();
-    if !(inference
-        && rows > 0
+    let training = x.requires_grad() || w.requires_grad() || b.requires_grad();
+    if !(rows > 0
+        && (!training || rows * inp * out >= ONEDNN_MIN_TRAINING_MACS)
         && x.device() == Device::Cpu
         && x.kind() == Kind::Float
         && w.kind() == Kind::Float)

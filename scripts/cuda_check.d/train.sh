@@ -44,27 +44,37 @@ with open(d / "train.jsonl", "w") as f:
 PY
 }
 
-# Prints ours, HF's and ours / HF in examples/s for each precision; TRAIN_BASE_STEPS steps (200).
-train_run() {
-    local k=gpu-kit d=/tmp/tput-base steps=${TRAIN_BASE_STEPS:-200} status=0 p ours hf
-    echo "== train_fused_adamw (CONVBERT_TEST_DEVICE=cuda)"
-    "$k/train_fused_adamw" --nocapture --test-threads 1 || status=1
-    echo "== training throughput, conv-bert-base shape, batch 32 x 128, $steps steps, cuda: ours vs HF Trainer (adamw_torch_fused)"
+# Ours ($1, a convbert binary) against HF Trainer (python $2) at the conv-bert-base shape on
+# device $3 (cpu or cuda), batch $4 x 128, $5 steps: examples/s and ours / HF for fp32 and bf16.
+train_base_compare() {
+    local convbert=$1 python=$2 device=$3 batch=$4 steps=$5 d=/tmp/tput-base status=0 p ours hf
+    local hf_device=()
+    [ "$device" = cpu ] || hf_device=(--cuda)
     rm -rf $d
     train_base_setup $d || return 1
     for p in "" --bf16; do
-        ours=$("$k/convbert" train --task text-classification --config $d/config.json \
+        ours=$("$convbert" train --task text-classification --config $d/config.json \
             --tokenizer $d/vocab.txt --train $d/train.jsonl --output "$d/out$p" \
-            --max-steps "$steps" --batch-size 32 --max-length 128 --learning-rate 1e-4 \
-            --warmup-ratio 0.1 --seed 7 --no-progress --device cuda $p |
+            --max-steps "$steps" --batch-size "$batch" --max-length 128 --learning-rate 1e-4 \
+            --warmup-ratio 0.1 --seed 7 --no-progress --device "$device" $p |
             python3 -c "import json, sys; print(json.load(sys.stdin)['examples_per_second'])") ||
             { status=1; continue; }
-        hf=$(python3 convbert-train/benches/hf_trainer.py $d --max-steps "$steps" --cuda $p \
-            --batch-size 32 --max-length 128 --learning-rate 1e-4 --optim adamw_torch_fused \
-            2>/dev/null | tail -1 |
+        hf=$("$python" convbert-train/benches/hf_trainer.py $d --max-steps "$steps" "${hf_device[@]}" \
+            $p --batch-size "$batch" --max-length 128 --learning-rate 1e-4 \
+            --optim adamw_torch_fused 2>/dev/null | tail -1 |
             python3 -c "import json, sys; print(json.load(sys.stdin)['hf_train_samples_per_second'])") ||
             { status=1; continue; }
-        python3 -c "print(f'base ${p:-fp32}: ours {$ours:.1f} examples/s, HF Trainer {$hf:.1f}, ours / HF {$ours / $hf:.2f}x')"
+        python3 -c "print(f'base ${p:-fp32} $device b${batch}x128: ours {$ours:.2f} examples/s, HF Trainer {$hf:.2f}, ours / HF {$ours / $hf:.2f}x')"
     done
+    return $status
+}
+
+# The fused step test on CUDA, then train_base_compare at batch 32, TRAIN_BASE_STEPS steps (200).
+train_run() {
+    local k=gpu-kit steps=${TRAIN_BASE_STEPS:-200} status=0
+    echo "== train_fused_adamw (CONVBERT_TEST_DEVICE=cuda)"
+    "$k/train_fused_adamw" --nocapture --test-threads 1 || status=1
+    echo "== training throughput, conv-bert-base shape, batch 32 x 128, $steps steps, cuda: ours vs HF Trainer (adamw_torch_fused)"
+    train_base_compare "$k/convbert" python3 cuda 32 "$steps" || status=1
     return $status
 }
