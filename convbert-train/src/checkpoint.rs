@@ -86,7 +86,7 @@ fn checkpoint_step(path: &Path) -> Option<usize> {
         .ok()
 }
 
-/// Writes `output_dir/checkpoint-<step>` atomically and keeps the newest `keep` checkpoints.
+/// Writes `output_dir/checkpoint-<step>` atomically and keeps `keep` checkpoints ([`prune`]).
 pub(crate) fn save_checkpoint(
     output_dir: &Path,
     model: &TaskModel,
@@ -110,12 +110,30 @@ pub(crate) fn save_checkpoint(
     }
     std::fs::rename(&tmp, &dir).map_err(|e| TrainError::io(&dir, e))?;
     if let Some(keep) = keep {
-        let mut all = checkpoints(output_dir)?;
-        while all.len() > keep.max(1) {
-            discard_dir(&all.remove(0))?;
-        }
+        prune(output_dir, &dir, state.global_step, keep)?;
     }
     Ok(dir)
+}
+
+/// Keeps `keep` checkpoints in `output_dir`: `current` (of `step`) and the newest before it.
+/// When some must go, those past `step` go first: a run resumed from an earlier checkpoint left
+/// them, on a path this run no longer follows, and keeping them over this run's own would leave
+/// a stale one as the newest.
+fn prune(output_dir: &Path, current: &Path, step: usize, keep: usize) -> Result<()> {
+    let mut others: Vec<(bool, usize, PathBuf)> = checkpoints(output_dir)?
+        .into_iter()
+        .filter(|p| p != current)
+        .map(|p| {
+            let s = checkpoint_step(&p).unwrap_or(0);
+            (s <= step, s, p)
+        })
+        .collect();
+    others.sort();
+    let excess = (others.len() + 1).saturating_sub(keep.max(1));
+    for (_, _, p) in others.iter().take(excess) {
+        discard_dir(p)?;
+    }
+    Ok(())
 }
 
 /// The `checkpoint-<step>` directories of `output_dir`, oldest first.
@@ -195,4 +213,51 @@ pub(crate) fn save_final(output_dir: &Path, model: &TaskModel) -> Result<()> {
             .map_err(|e| TrainError::io(output_dir.join(file), e))?;
     }
     std::fs::remove_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Empty `checkpoint-<step>` directories in a fresh directory, pruned for `current` and
+    /// `keep`; what stays.
+    fn pruned(steps: &[usize], current: usize, keep: usize) -> Vec<String> {
+        let dir = std::env::temp_dir().join(format!(
+            "convbert-prune-{}-{current}-{keep}-{}",
+            std::process::id(),
+            steps.len()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        for s in steps {
+            std::fs::create_dir_all(dir.join(format!("checkpoint-{s}"))).unwrap();
+        }
+        let at = dir.join(format!("checkpoint-{current}"));
+        prune(&dir, &at, current, keep).unwrap();
+        let kept = checkpoints(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        kept.iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_newest_are_kept() {
+        assert_eq!(pruned(&[2, 4, 6], 6, 2), ["checkpoint-4", "checkpoint-6"]);
+        assert_eq!(pruned(&[2, 4, 6], 6, 0), ["checkpoint-6"]);
+        assert_eq!(pruned(&[2, 4], 4, 5), ["checkpoint-2", "checkpoint-4"]);
+    }
+
+    #[test]
+    fn after_resuming_from_an_older_checkpoint_the_abandoned_newer_ones_go_first() {
+        // Resumed from checkpoint-2, now at step 4: 6 and 8 belong to the abandoned run.
+        assert_eq!(pruned(&[2, 4, 6, 8], 4, 1), ["checkpoint-4"]);
+        assert_eq!(
+            pruned(&[2, 4, 6, 8], 4, 2),
+            ["checkpoint-2", "checkpoint-4"]
+        );
+        assert_eq!(
+            pruned(&[2, 4, 6, 8], 4, 3),
+            ["checkpoint-2", "checkpoint-4", "checkpoint-8"]
+        );
+    }
 }
