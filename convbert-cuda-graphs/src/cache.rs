@@ -272,8 +272,7 @@ pub(crate) fn verify_replay(replayed: &[Tensor], eager: &[Tensor]) -> Result<(),
                 e.kind()
             ));
         }
-        let (same, worst) = compare(r, e).map_err(|err| format!("output {i}: {err}"))?;
-        if !same {
+        if let Some(worst) = difference(r, e).map_err(|err| format!("output {i}: {err}"))? {
             return Err(format!(
                 "output {i} of the replay differs from the eager forward (max |Δ| {worst:e})"
             ));
@@ -282,18 +281,16 @@ pub(crate) fn verify_replay(replayed: &[Tensor], eager: &[Tensor]) -> Result<(),
     Ok(())
 }
 
-/// `(r == e within tolerance everywhere, max |r - e|)`; NaNs must sit at the same places.
-fn compare(r: &Tensor, e: &Tensor) -> Result<(bool, f64), tch::TchError> {
-    let (r, e) = (r.f_to_device(e.device())?, e);
-    let Some((rtol, atol)) = replay_tolerance(e.kind()) else {
-        let same = r.f_eq_tensor(e)?.f_all()?.f_int64_value(&[])? != 0;
-        return Ok((same, if same { 0.0 } else { f64::INFINITY }));
+/// `None` when `r` equals `e` within [`replay_tolerance`] everywhere (NaNs at the same places),
+/// else the largest |r - e|.
+fn difference(r: &Tensor, e: &Tensor) -> Result<Option<f64>, tch::TchError> {
+    let close = match replay_tolerance(e.kind()) {
+        Some((rtol, atol)) => r.f_isclose(e, rtol, atol, true)?,
+        None => r.f_eq_tensor(e)?,
     };
-    let same = r
-        .f_isclose(e, rtol, atol, true)?
-        .f_all()?
-        .f_int64_value(&[])?
-        != 0;
+    if close.f_all()?.f_int64_value(&[])? != 0 {
+        return Ok(None);
+    }
     let worst = r
         .f_to_kind(Kind::Double)?
         .f_sub(&e.f_to_kind(Kind::Double)?)?
@@ -301,7 +298,7 @@ fn compare(r: &Tensor, e: &Tensor) -> Result<(bool, f64), tch::TchError> {
         .f_nan_to_num(0.0, None, None)?
         .f_max()?
         .f_double_value(&[])?;
-    Ok((same, worst))
+    Ok(Some(worst))
 }
 
 /// `(rtol, atol)` for comparing a replay with eager in `kind`, `None` for exact kinds. The same
