@@ -13,7 +13,7 @@ use std::time::Instant;
 use convbert_cuda_graphs::{
     GraphCache, GraphError, GraphInputs, GraphPolicy, HostBatch, InputLimits,
 };
-use convbert_model::{ConvBertConfig, ConvBertInputs, ConvBertModel, ForwardOptions};
+use convbert_model::{ConvBertConfig, ConvBertModel, ForwardOptions};
 use convbert_testing::bench::{env_or, median, HfForwardServer};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -71,18 +71,12 @@ impl From<GraphError> for BenchError {
 }
 
 fn encoder(m: &ConvBertModel, x: &GraphInputs) -> Result<Vec<Tensor>, BenchError> {
-    let inputs = ConvBertInputs {
-        input_ids: Some(x.input_ids),
-        attention_mask: Some(x.attention_mask),
-        token_type_ids: Some(x.token_type_ids),
-        ..Default::default()
-    };
     let opts = ForwardOptions {
         padding_invariant: true,
         ..Default::default()
     };
     let out = m
-        .forward_t(&inputs, &opts, false)
+        .forward_t(&x.model_inputs(), &opts, false)
         .map_err(|e| BenchError(e.to_string()))?;
     Ok(vec![out.last_hidden_state])
 }

@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 use std::fmt::Display;
 
+use convbert_model::ConvBertInputs;
 use tch::{Device, Kind, Tensor};
 
 use crate::backend::{Backend, CudaRunner};
@@ -20,6 +21,18 @@ pub struct GraphInputs<'a> {
     pub input_ids: &'a Tensor,
     pub attention_mask: &'a Tensor,
     pub token_type_ids: &'a Tensor,
+}
+
+impl<'a> GraphInputs<'a> {
+    /// The model's inputs: these three, the rest at their defaults.
+    pub fn model_inputs(&self) -> ConvBertInputs<'a> {
+        ConvBertInputs {
+            input_ids: Some(self.input_ids),
+            attention_mask: Some(self.attention_mask),
+            token_type_ids: Some(self.token_type_ids),
+            ..Default::default()
+        }
+    }
 }
 
 /// What identifies a graph.

@@ -7,9 +7,7 @@
 use convbert_cuda_graphs::{
     GraphCache, GraphError, GraphInputs, GraphPolicy, HostBatch, InputLimits,
 };
-use convbert_model::{
-    ConvBertConfig, ConvBertError, ConvBertInputs, ConvBertModel, ForwardOptions,
-};
+use convbert_model::{ConvBertConfig, ConvBertError, ConvBertModel, ForwardOptions};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
@@ -83,17 +81,14 @@ fn encoder(
     x: &GraphInputs,
     padding_invariant: bool,
 ) -> Result<Vec<Tensor>, TestError> {
-    let inputs = ConvBertInputs {
-        input_ids: Some(x.input_ids),
-        attention_mask: Some(x.attention_mask),
-        token_type_ids: Some(x.token_type_ids),
-        ..Default::default()
-    };
     let opts = ForwardOptions {
         padding_invariant,
         ..Default::default()
     };
-    Ok(vec![m.forward_t(&inputs, &opts, false)?.last_hidden_state])
+    Ok(vec![
+        m.forward_t(&x.model_inputs(), &opts, false)?
+            .last_hidden_state,
+    ])
 }
 
 /// Rows of the given real lengths, right-padded to the longest (ids from `seed`).

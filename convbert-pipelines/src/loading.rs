@@ -283,14 +283,7 @@ fn run_graphed<F>(
 where
     F: FnMut(&ConvBertInputs) -> Result<Vec<Tensor>>,
 {
-    graphs.run(what, host, |x: &GraphInputs| {
-        forward(&ConvBertInputs {
-            input_ids: Some(x.input_ids),
-            attention_mask: Some(x.attention_mask),
-            token_type_ids: Some(x.token_type_ids),
-            ..Default::default()
-        })
-    })
+    graphs.run(what, host, |x: &GraphInputs| forward(&x.model_inputs()))
 }
 
 /// The checkpoint directory of `source` and its tokenizer.
